@@ -1,0 +1,155 @@
+// TORCH_LIBRARY(grat): op schemas, CPU and Meta kernels, and the C++ wrappers of ops.h.
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include "grat/ops.h"
+#include "grat/sdpa_pass.h"
+#include "internal.h"
+
+namespace grat {
+namespace {
+
+std::vector<int64_t> vec(c10::IntArrayRef a) { return a.vec(); }
+std::string str(c10::string_view s) { return std::string(s.data(), s.size()); }
+
+Layout layout_of(c10::IntArrayRef grid, c10::IntArrayRef group, c10::string_view pattern,
+                 int64_t radius, int64_t text_tokens, bool text_first,
+                 c10::IntArrayRef valid_text, bool grouped) {
+  return make_layout(vec(grid), vec(group), str(pattern), radius, text_tokens, text_first,
+                     vec(valid_text), grouped);
+}
+
+using AttentionFn = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                               c10::IntArrayRef, c10::IntArrayRef, c10::string_view, int64_t,
+                               int64_t, bool, c10::IntArrayRef, bool, std::optional<double>);
+
+at::Tensor attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         c10::IntArrayRef grid, c10::IntArrayRef group, c10::string_view pattern,
+                         int64_t radius, int64_t text_tokens, bool text_first,
+                         c10::IntArrayRef valid_text, bool grouped, std::optional<double> scale) {
+  const Layout l =
+      layout_of(grid, group, pattern, radius, text_tokens, text_first, valid_text, grouped);
+  detail::check_attention_inputs(q, k, v, l);
+  return detail::attention_cpu_impl(q, k, v, l, detail::resolve_scale(q, scale));
+}
+
+at::Tensor attention_meta(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                          c10::IntArrayRef grid, c10::IntArrayRef group, c10::string_view pattern,
+                          int64_t radius, int64_t text_tokens, bool text_first,
+                          c10::IntArrayRef valid_text, bool grouped, std::optional<double> scale) {
+  const Layout l =
+      layout_of(grid, group, pattern, radius, text_tokens, text_first, valid_text, grouped);
+  detail::check_attention_inputs(q, k, v, l);
+  detail::resolve_scale(q, scale);
+  return at::empty_like(q, at::MemoryFormat::Contiguous);
+}
+
+at::Tensor permute_tokens(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,
+                          int64_t dim, int64_t text_tokens, bool text_first, bool forward) {
+  const Layout l = make_layout(vec(grid), vec(group), "full", 1, text_tokens, text_first, {},
+                               false);
+  TORCH_CHECK(x.dim() >= 1, "grat: regroup needs a tensor with at least one dim");
+  const int64_t d = c10::maybe_wrap_dim(dim, x.dim());
+  TORCH_CHECK(x.size(d) == l.total_tokens(), "grat: dim ", dim, " of x has ", x.size(d),
+              " tokens but text_tokens + prod(grid) = ", l.total_tokens());
+  at::Tensor perm = detail::grouped_permutation(l);
+  if (!forward) perm = detail::inverse_permutation(perm);
+  return x.index_select(d, perm.to(x.device()));
+}
+
+at::Tensor regroup_op(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,
+                      int64_t dim, int64_t text_tokens, bool text_first) {
+  return permute_tokens(x, grid, group, dim, text_tokens, text_first, true);
+}
+
+at::Tensor ungroup_op(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,
+                      int64_t dim, int64_t text_tokens, bool text_first) {
+  return permute_tokens(x, grid, group, dim, text_tokens, text_first, false);
+}
+
+at::Tensor mask_op(c10::IntArrayRef grid, c10::IntArrayRef group, c10::string_view pattern,
+                   int64_t radius, int64_t text_tokens, bool text_first, int64_t valid_text,
+                   bool grouped) {
+  TORCH_CHECK(valid_text >= -1, "grat: valid_text must be -1 (all) or in [0, text_tokens]; got ",
+              valid_text);
+  const Layout l = make_layout(vec(grid), vec(group), str(pattern), radius, text_tokens,
+                               text_first, {}, grouped);
+  const int64_t valid = valid_text < 0 ? text_tokens : valid_text;
+  TORCH_CHECK(valid <= text_tokens, "grat: valid_text must be in [0, text_tokens = ",
+              text_tokens, "]; got ", valid_text);
+  return detail::attention_mask_impl(l, valid);
+}
+
+}  // namespace
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const std::vector<int64_t>& grid, const std::vector<int64_t>& group,
+                     const std::string& pattern, int64_t radius, int64_t text_tokens,
+                     bool text_first, const std::vector<int64_t>& valid_text, bool grouped,
+                     std::optional<double> scale) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("grat::attention", "")
+                             .typed<AttentionFn>();
+  return op.call(q, k, v, grid, group, pattern, radius, text_tokens, text_first, valid_text,
+                 grouped, scale);
+}
+
+at::Tensor regroup(const at::Tensor& x, const std::vector<int64_t>& grid,
+                   const std::vector<int64_t>& group, int64_t dim, int64_t text_tokens,
+                   bool text_first) {
+  return regroup_op(x, grid, group, dim, text_tokens, text_first);
+}
+
+at::Tensor ungroup(const at::Tensor& x, const std::vector<int64_t>& grid,
+                   const std::vector<int64_t>& group, int64_t dim, int64_t text_tokens,
+                   bool text_first) {
+  return ungroup_op(x, grid, group, dim, text_tokens, text_first);
+}
+
+at::Tensor attention_mask(const std::vector<int64_t>& grid, const std::vector<int64_t>& group,
+                          const std::string& pattern, int64_t radius, int64_t text_tokens,
+                          bool text_first, int64_t valid_text, bool grouped) {
+  return mask_op(grid, group, pattern, radius, text_tokens, text_first, valid_text, grouped);
+}
+
+at::Tensor attention_with(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                          const Layout& l, std::optional<double> scale) {
+  std::vector<int64_t> grid, group;
+  for (int a = 3 - l.geom.dims; a < 3; ++a) {
+    grid.push_back(l.geom.grid[a]);
+    group.push_back(l.geom.group[a]);
+  }
+  return attention(q, k, v, grid, group, pattern_name(l.geom.pattern), l.geom.radius,
+                   l.text_tokens, l.text_first, l.valid_text, l.grouped, scale);
+}
+
+}  // namespace grat
+
+TORCH_LIBRARY(grat, m) {
+  m.def(
+      "attention(Tensor q, Tensor k, Tensor v, int[] grid, int[] group, str pattern=\"B\", "
+      "int radius=1, int text_tokens=0, bool text_first=True, int[] valid_text=[], "
+      "bool grouped=False, float? scale=None) -> Tensor");
+  m.def(
+      "regroup(Tensor x, int[] grid, int[] group, int dim=1, int text_tokens=0, "
+      "bool text_first=True) -> Tensor",
+      &grat::regroup_op);
+  m.def(
+      "ungroup(Tensor x, int[] grid, int[] group, int dim=1, int text_tokens=0, "
+      "bool text_first=True) -> Tensor",
+      &grat::ungroup_op);
+  m.def(
+      "attention_mask(int[] grid, int[] group, str pattern=\"B\", int radius=1, "
+      "int text_tokens=0, bool text_first=True, int valid_text=-1, bool grouped=False) "
+      "-> Tensor",
+      &grat::mask_op);
+  m.def(
+      "sdpa(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, "
+      "float dropout_p=0.0, bool is_causal=False, *, float? scale=None, "
+      "bool enable_gqa=False) -> Tensor",
+      &grat::sdpa_with_context);
+}
+
+TORCH_LIBRARY_IMPL(grat, CPU, m) { m.impl("attention", &grat::attention_cpu); }
+TORCH_LIBRARY_IMPL(grat, Meta, m) { m.impl("attention", &grat::attention_meta); }
