@@ -53,6 +53,7 @@ at::Tensor permute_tokens(const at::Tensor& x, c10::IntArrayRef grid, c10::IntAr
   const int64_t d = c10::maybe_wrap_dim(dim, x.dim());
   TORCH_CHECK(x.size(d) == l.total_tokens(), "grat: dim ", dim, " of x has ", x.size(d),
               " tokens but text_tokens + prod(grid) = ", l.total_tokens());
+  if (x.is_meta()) return at::empty_like(x);  // index_select has no Meta kernel
   at::Tensor perm = detail::grouped_permutation(l);
   if (!forward) perm = detail::inverse_permutation(perm);
   return x.index_select(d, perm.to(x.device()));

@@ -1,0 +1,55 @@
+// Parameters and launchers of the CUDA GRAT attention forward (portable sm_80+ path).
+//
+// One plain struct describes a call (FlashAttention style): pointers, strides in elements,
+// the geometry, and the token layout. The kernels work on *sequence positions* in
+// group-major order (text tokens where the model put them, image tokens in group-major
+// order); `rowmap[p]` gives the memory row of sequence position p (nullptr: identity, the
+// caller's tokens are already group-major). Regrouping is thereby folded into the loads
+// and the output stores: no separate permutation pass over q/k/v/o.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "grat/geometry.h"
+
+namespace grat::cuda {
+
+struct AttentionParams {
+  const void* q;
+  const void* k;
+  const void* v;
+  void* o;
+  // Strides in elements (the head_dim stride is 1).
+  int64_t q_sb, q_sn, q_sh;
+  int64_t k_sb, k_sn, k_sh;
+  int64_t v_sb, v_sn, v_sh;
+  int64_t o_sb, o_sn, o_sh;
+  const int32_t* rowmap;  // sequence position -> memory row; nullptr = identity
+
+  Geometry geom;
+  int32_t batch, heads;
+  int32_t text_tokens, text_begin, image_begin, image_tokens;
+  int32_t valid_uniform;           // valid text tokens when valid_per_batch == nullptr
+  const int32_t* valid_per_batch;  // [batch] or nullptr
+  float scale_log2;                // softmax scale * log2(e)
+
+  // Work decomposition (filled by the launcher): query tiles are text tiles first (they
+  // read every key: longest first), then image tiles. For B/X, each group owns
+  // tiles_per_group tiles (edge groups leave the tail ones empty); for `full`, image
+  // tiles are plain BM-row slices of the image.
+  int32_t text_tiles;
+  int32_t tiles_per_group;
+  int32_t image_tiles;
+};
+
+// Fills rowmap[0, total) (int32, device) from the layout's geometry on `stream`.
+void launch_rowmap(int32_t* rowmap, const Geometry& geom, int32_t text_tokens,
+                   int32_t image_begin, int32_t total, cudaStream_t stream);
+
+// Forward kernels; head_dim 64 or 128. Set the tile fields of p (see fill_schedule).
+void launch_attention_bf16(AttentionParams& p, int head_dim, cudaStream_t stream);
+void launch_attention_fp16(AttentionParams& p, int head_dim, cudaStream_t stream);
+
+}  // namespace grat::cuda

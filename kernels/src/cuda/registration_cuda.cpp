@@ -1,0 +1,123 @@
+// CUDA implementation of grat::attention: input checks, the work decomposition, and the
+// launch of the portable (sm_80+) forward kernel. Unsupported inputs fail with a TORCH_CHECK
+// naming what is supported; nothing falls back silently.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <limits>
+
+#include "../internal.h"
+#include "attention_params.h"
+
+namespace grat {
+namespace {
+
+constexpr int64_t kBM = 128;  // query rows per CTA (Tile<D>::BM)
+
+// The kernel reads 16-byte chunks of each row: last dim contiguous, 8-element aligned.
+at::Tensor kernel_ready(const at::Tensor& x) {
+  const bool ok = x.stride(3) == 1 && x.stride(0) % 8 == 0 && x.stride(1) % 8 == 0 &&
+                  x.stride(2) % 8 == 0 &&
+                  reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
+  return ok ? x : x.contiguous();
+}
+
+at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+                          c10::IntArrayRef grid, c10::IntArrayRef group, c10::string_view pattern,
+                          int64_t radius, int64_t text_tokens, bool text_first,
+                          c10::IntArrayRef valid_text, bool grouped, std::optional<double> scale) {
+  const Layout l = make_layout(grid.vec(), group.vec(), std::string(pattern.data(), pattern.size()),
+                               radius, text_tokens, text_first, valid_text.vec(), grouped);
+  detail::check_attention_inputs(q_in, k_in, v_in, l);
+  const double sc = detail::resolve_scale(q_in, scale);
+  const auto dt = q_in.scalar_type();
+  TORCH_CHECK(dt == at::kBFloat16 || dt == at::kHalf,
+              "grat: the CUDA attention supports bfloat16 and float16; got ", dt,
+              " (use the CPU reference for float32/float64)");
+  const int64_t D = q_in.size(3);
+  TORCH_CHECK(D == 64 || D == 128, "grat: the CUDA attention supports head_dim 64 and 128; got ",
+              D);
+  const int64_t B = q_in.size(0), N = q_in.size(1), H = q_in.size(2);
+  TORCH_CHECK(N < std::numeric_limits<int32_t>::max(),
+              "grat: the CUDA attention supports fewer than 2^31 tokens; got ", N);
+  const auto props = at::cuda::getDeviceProperties(q_in.device().index());
+  TORCH_CHECK(props->major >= 8, "grat: the CUDA attention needs compute capability 8.0 or "
+              "newer; device has ", props->major, ".", props->minor);
+
+  c10::cuda::CUDAGuard guard(q_in.device());
+  at::Tensor out = at::empty({B, N, H, D}, q_in.options());
+  if (B == 0) return out;
+  const at::Tensor q = kernel_ready(q_in), k = kernel_ready(k_in), v = kernel_ready(v_in);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+
+  cuda::AttentionParams p{};
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.o = out.data_ptr();
+  p.q_sb = q.stride(0), p.q_sn = q.stride(1), p.q_sh = q.stride(2);
+  p.k_sb = k.stride(0), p.k_sn = k.stride(1), p.k_sh = k.stride(2);
+  p.v_sb = v.stride(0), p.v_sn = v.stride(1), p.v_sh = v.stride(2);
+  p.o_sb = out.stride(0), p.o_sn = out.stride(1), p.o_sh = out.stride(2);
+  p.geom = l.geom;
+  p.batch = static_cast<int32_t>(B);
+  p.heads = static_cast<int32_t>(H);
+  p.text_tokens = static_cast<int32_t>(l.text_tokens);
+  p.text_begin = static_cast<int32_t>(l.text_begin());
+  p.image_begin = static_cast<int32_t>(l.image_begin());
+  p.image_tokens = static_cast<int32_t>(l.geom.image_tokens());
+  p.scale_log2 = static_cast<float>(sc * 1.4426950408889634);
+
+  // Valid text per batch item: a scalar unless the items differ.
+  bool uniform = true;
+  for (int64_t b = 1; b < B; ++b) uniform = uniform && l.valid_for(b) == l.valid_for(0);
+  at::Tensor valid_dev;
+  if (uniform) {
+    p.valid_uniform = static_cast<int32_t>(l.valid_for(0));
+  } else {
+    std::vector<int32_t> vals(B);
+    for (int64_t b = 0; b < B; ++b) vals[b] = static_cast<int32_t>(l.valid_for(b));
+    valid_dev = at::tensor(vals, at::kInt).to(q.device(), /*non_blocking=*/false);
+    p.valid_per_batch = valid_dev.data_ptr<int32_t>();
+  }
+
+  // Image tokens in raster order: a device map from group-major position to memory row,
+  // computed arithmetically from the geometry (folds regroup/ungroup into loads/stores).
+  at::Tensor rowmap;
+  if (!l.grouped && l.geom.num_groups() > 1) {
+    rowmap = at::empty({N}, q.options().dtype(at::kInt));
+    cuda::launch_rowmap(rowmap.data_ptr<int32_t>(), l.geom, p.text_tokens, p.image_begin,
+                        static_cast<int32_t>(N), stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    p.rowmap = rowmap.data_ptr<int32_t>();
+  }
+
+  // Work decomposition: text tiles first (they read every key), then image tiles.
+  p.text_tiles = static_cast<int32_t>((l.text_tokens + kBM - 1) / kBM);
+  if (l.geom.pattern == Pattern::kFull) {
+    p.tiles_per_group = 0;
+    p.image_tiles = static_cast<int32_t>((l.geom.image_tokens() + kBM - 1) / kBM);
+  } else {
+    const int64_t gmax = l.geom.group[0] * l.geom.group[1] * l.geom.group[2];
+    p.tiles_per_group = static_cast<int32_t>((gmax + kBM - 1) / kBM);
+    p.image_tiles = static_cast<int32_t>(p.tiles_per_group * l.geom.num_groups());
+  }
+  const int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * B * H;
+  TORCH_CHECK(blocks < std::numeric_limits<int32_t>::max(),
+              "grat: too many query tiles x batch x heads for one launch (", blocks, ")");
+
+  if (dt == at::kBFloat16) {
+    cuda::launch_attention_bf16(p, static_cast<int>(D), stream);
+  } else {
+    cuda::launch_attention_fp16(p, static_cast<int>(D), stream);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+}  // namespace
+}  // namespace grat
+
+TORCH_LIBRARY_IMPL(grat, CUDA, m) { m.impl("attention", &grat::attention_cuda); }
