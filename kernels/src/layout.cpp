@@ -29,8 +29,8 @@ const char* pattern_name(Pattern p) {
 }
 
 Layout make_layout(const std::vector<int64_t>& grid, const std::vector<int64_t>& group,
-                   const std::string& pattern, int64_t radius, int64_t text_tokens,
-                   bool text_first, const std::vector<int64_t>& valid_text, bool grouped) {
+                   const std::string& pattern, int64_t radius, int64_t text_tokens, bool text_first,
+                   const std::vector<int64_t>& valid_text, bool grouped) {
   TORCH_CHECK(grid.size() == 2 || grid.size() == 3,
               "grat: grid must have 2 entries (h, w) or 3 (t, h, w); got ", grid.size());
   TORCH_CHECK(group.size() == grid.size(), "grat: group must have one entry per grid axis (",
@@ -49,8 +49,8 @@ Layout make_layout(const std::vector<int64_t>& grid, const std::vector<int64_t>&
     l.geom.group[a] = g;
     l.geom.ngroups[a] = (n + g - 1) / g;
   }
-  TORCH_CHECK(l.geom.image_tokens() <= (int64_t{1} << 31),
-              "grat: grid has ", l.geom.image_tokens(), " tokens; the limit is 2^31");
+  TORCH_CHECK(l.geom.image_tokens() <= (int64_t{1} << 31), "grat: grid has ", l.geom.image_tokens(),
+              " tokens; the limit is 2^31");
   l.geom.pattern = parse_pattern(pattern);
   TORCH_CHECK(radius >= 1, "grat: radius must be >= 1; got ", radius);
   TORCH_CHECK(radius <= (int64_t{1} << 20), "grat: radius must be <= 2^20; got ", radius);

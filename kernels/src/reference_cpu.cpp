@@ -135,7 +135,8 @@ at::Tensor attention_cpu_impl(const at::Tensor& q, const at::Tensor& k, const at
     }
     const auto& tk = keys[vi][ngroups];
     for (int64_t s = 0; s < l.text_tokens; s += text_chunk) {
-      const int64_t r0 = l.text_begin() + s, r1 = std::min(r0 + text_chunk, l.text_begin() + l.text_tokens);
+      const int64_t r0 = l.text_begin() + s,
+                    r1 = std::min(r0 + text_chunk, l.text_begin() + l.text_tokens);
       tasks.push_back({b, r0, r1, &tk, (r1 - r0) * span(tk)});
     }
   }
@@ -149,8 +150,7 @@ at::Tensor attention_cpu_impl(const at::Tensor& q, const at::Tensor& k, const at
       for (size_t i = next++; i < tasks.size(); i = next++) {
         const Task& t = tasks[i];
         at::Tensor ob = og[t.batch];
-        attend(qg[t.batch], kg[t.batch], vg[t.batch], ob, t.row_begin, t.row_end, *t.keys,
-               scale);
+        attend(qg[t.batch], kg[t.batch], vg[t.batch], ob, t.row_begin, t.row_end, *t.keys, scale);
       }
     }
   });

@@ -14,8 +14,8 @@ std::vector<int64_t> vec(c10::IntArrayRef a) { return a.vec(); }
 std::string str(c10::string_view s) { return std::string(s.data(), s.size()); }
 
 Layout layout_of(c10::IntArrayRef grid, c10::IntArrayRef group, c10::string_view pattern,
-                 int64_t radius, int64_t text_tokens, bool text_first,
-                 c10::IntArrayRef valid_text, bool grouped) {
+                 int64_t radius, int64_t text_tokens, bool text_first, c10::IntArrayRef valid_text,
+                 bool grouped) {
   return make_layout(vec(grid), vec(group), str(pattern), radius, text_tokens, text_first,
                      vec(valid_text), grouped);
 }
@@ -47,8 +47,8 @@ at::Tensor attention_meta(const at::Tensor& q, const at::Tensor& k, const at::Te
 
 at::Tensor permute_tokens(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,
                           int64_t dim, int64_t text_tokens, bool text_first, bool forward) {
-  const Layout l = make_layout(vec(grid), vec(group), "full", 1, text_tokens, text_first, {},
-                               false);
+  const Layout l =
+      make_layout(vec(grid), vec(group), "full", 1, text_tokens, text_first, {}, false);
   TORCH_CHECK(x.dim() >= 1, "grat: regroup needs a tensor with at least one dim");
   const int64_t d = c10::maybe_wrap_dim(dim, x.dim());
   TORCH_CHECK(x.size(d) == l.total_tokens(), "grat: dim ", dim, " of x has ", x.size(d),
@@ -74,11 +74,11 @@ at::Tensor mask_op(c10::IntArrayRef grid, c10::IntArrayRef group, c10::string_vi
                    bool grouped) {
   TORCH_CHECK(valid_text >= -1, "grat: valid_text must be -1 (all) or in [0, text_tokens]; got ",
               valid_text);
-  const Layout l = make_layout(vec(grid), vec(group), str(pattern), radius, text_tokens,
-                               text_first, {}, grouped);
+  const Layout l = make_layout(vec(grid), vec(group), str(pattern), radius, text_tokens, text_first,
+                               {}, grouped);
   const int64_t valid = valid_text < 0 ? text_tokens : valid_text;
-  TORCH_CHECK(valid <= text_tokens, "grat: valid_text must be in [0, text_tokens = ",
-              text_tokens, "]; got ", valid_text);
+  TORCH_CHECK(valid <= text_tokens, "grat: valid_text must be in [0, text_tokens = ", text_tokens,
+              "]; got ", valid_text);
   return detail::attention_mask_impl(l, valid);
 }
 
@@ -89,9 +89,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                      const std::string& pattern, int64_t radius, int64_t text_tokens,
                      bool text_first, const std::vector<int64_t>& valid_text, bool grouped,
                      std::optional<double> scale) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("grat::attention", "")
-                             .typed<AttentionFn>();
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("grat::attention", "").typed<AttentionFn>();
   return op.call(q, k, v, grid, group, pattern, radius, text_tokens, text_first, valid_text,
                  grouped, scale);
 }
@@ -121,8 +120,8 @@ at::Tensor attention_with(const at::Tensor& q, const at::Tensor& k, const at::Te
     grid.push_back(l.geom.grid[a]);
     group.push_back(l.geom.group[a]);
   }
-  return attention(q, k, v, grid, group, pattern_name(l.geom.pattern), l.geom.radius,
-                   l.text_tokens, l.text_first, l.valid_text, l.grouped, scale);
+  return attention(q, k, v, grid, group, pattern_name(l.geom.pattern), l.geom.radius, l.text_tokens,
+                   l.text_first, l.valid_text, l.grouped, scale);
 }
 
 }  // namespace grat

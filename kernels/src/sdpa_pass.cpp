@@ -37,9 +37,8 @@ int64_t rewrite_block(torch::jit::Block* block) {
   return count;
 }
 
-bool layout_applies(const Layout& l, const at::Tensor& q, const at::Tensor& k,
-                    const at::Tensor& v, const std::optional<at::Tensor>& mask, double dropout,
-                    bool causal, bool gqa) {
+bool layout_applies(const Layout& l, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const std::optional<at::Tensor>& mask, double dropout, bool causal, bool gqa) {
   if ((mask.has_value() && mask->defined()) || causal || dropout != 0.0 || gqa) return false;
   if (q.dim() != 4 || k.sizes() != q.sizes() || v.sizes() != q.sizes()) return false;
   return q.size(2) == l.total_tokens();
@@ -76,8 +75,7 @@ at::Tensor sdpa_with_context(const at::Tensor& q, const at::Tensor& k, const at:
                              const std::optional<at::Tensor>& attn_mask, double dropout_p,
                              bool is_causal, std::optional<double> scale, bool enable_gqa) {
   const Layout* l = current_layout();
-  if (l == nullptr ||
-      !layout_applies(*l, q, k, v, attn_mask, dropout_p, is_causal, enable_gqa)) {
+  if (l == nullptr || !layout_applies(*l, q, k, v, attn_mask, dropout_p, is_causal, enable_gqa)) {
     return at::scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale,
                                             enable_gqa);
   }

@@ -5,8 +5,8 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
-#include <functional>
 #include <cstdio>
+#include <functional>
 #include <vector>
 
 #include "grat/ops.h"
@@ -40,7 +40,6 @@ int main() {
   std::printf("%-44s %-5s %8s %9s %8s %12s %12s\n", "case", "attn", "density", "ms", "speedup",
               "err_vs_mask", "diff_vs_full");
   for (const Case& c : cases) {
-
     int64_t img = 1;
     for (int64_t s : c.grid) img *= s;
     const int64_t n = c.text + img;
@@ -56,8 +55,8 @@ int main() {
       });
       const at::Tensor mask =
           grat::attention_mask(c.grid, c.group, pattern, 1, c.text, c.text_first);
-      const at::Tensor ref = at::scaled_dot_product_attention(
-                                 q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)
+      const at::Tensor ref = at::scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                                              v.transpose(1, 2), mask)
                                  .transpose(1, 2);
       if (!full.defined()) {
         full = out;

@@ -35,9 +35,7 @@ struct Spec {
 inline bool allowed(const Spec& s, int64_t b, int64_t i, int64_t j) {
   const int64_t img = s.image();
   auto text_index = [&](int64_t tok) { return s.text_first ? tok : tok - img; };
-  auto is_text = [&](int64_t tok) {
-    return s.text_first ? tok < s.text : tok >= img;
-  };
+  auto is_text = [&](int64_t tok) { return s.text_first ? tok < s.text : tok >= img; };
   if (is_text(j)) return text_index(j) < s.valid_for(b);
   if (is_text(i)) return true;
   // Image-image: group index per axis from the token's grid coordinates.

@@ -57,8 +57,11 @@ TEST(Layout, InvalidInputsNameTheRule) {
                "k must have q's shape");
   expect_error([&] { attention(qkv(16), qkv(16), qkv(16, 2, 16), grid, group); },
                "head dims of q, k and v must match");
-  expect_error([&] { attention(at::randn({16, 2, 8}), qkv(16), qkv(16), grid, group); },
-               "q must be [batch, tokens, heads, head_dim]");
+  expect_error(
+      [&] {
+        attention(at::randn({16, 2, 8}), qkv(16), qkv(16), grid, group);
+      },
+      "q must be [batch, tokens, heads, head_dim]");
   expect_error([&] { attention(qkv(16), qkv(16).to(at::kDouble), qkv(16), grid, group); },
                "q, k, v must share one dtype");
   const at::Tensor qi = at::ones({1, 16, 2, 8}, at::kInt);
@@ -66,8 +69,11 @@ TEST(Layout, InvalidInputsNameTheRule) {
   const at::Tensor q0 = at::randn({1, 16, 0, 8});
   expect_error([&] { attention(q0, q0, q0, grid, group); }, "heads must be >= 1");
   const at::Tensor qb = at::randn({3, 20, 2, 8});
-  expect_error([&] { attention(qb, qb, qb, grid, group, "B", 1, 4, true, {1, 2}); },
-               "valid_text must have 0, 1 or batch (3) entries; got 2");
+  expect_error(
+      [&] {
+        attention(qb, qb, qb, grid, group, "B", 1, 4, true, {1, 2});
+      },
+      "valid_text must have 0, 1 or batch (3) entries; got 2");
   expect_error(
       [&] { attention(qkv(16), qkv(16), qkv(16), grid, group, "B", 1, 0, true, {}, false, -1.0); },
       "scale must be finite and > 0");

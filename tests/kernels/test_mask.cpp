@@ -14,15 +14,15 @@ TEST(Mask, MatchesOracleOnRandomLayouts) {
     const int64_t valid = s.valid.empty() ? -1 : s.valid[0];
     s.valid = valid < 0 ? std::vector<int64_t>{} : std::vector<int64_t>{valid};
     SCOPED_TRACE(describe(s));
-    const at::Tensor m = attention_mask(s.grid, s.group, s.pattern, s.radius, s.text,
-                                        s.text_first, valid, false);
+    const at::Tensor m =
+        attention_mask(s.grid, s.group, s.pattern, s.radius, s.text, s.text_first, valid, false);
     ASSERT_EQ(m.scalar_type(), at::kBool);
     EXPECT_TRUE(at::equal(m, dense_mask(s, 0)));
     // In group-major order the mask is the oracle's, permuted on both axes.
     const at::Tensor ids =
         regroup(at::arange(s.tokens(), at::kLong), s.grid, s.group, 0, s.text, s.text_first);
-    const at::Tensor mg = attention_mask(s.grid, s.group, s.pattern, s.radius, s.text,
-                                         s.text_first, valid, true);
+    const at::Tensor mg =
+        attention_mask(s.grid, s.group, s.pattern, s.radius, s.text, s.text_first, valid, true);
     EXPECT_TRUE(at::equal(mg, dense_mask(s, 0).index_select(0, ids).index_select(1, ids)));
   }
 }

@@ -13,7 +13,9 @@ at::Tensor run_op(const Spec& s, const at::Tensor& q, const at::Tensor& k, const
     return attention(q, k, v, s.grid, s.group, s.pattern, s.radius, s.text, s.text_first, s.valid,
                      false, scale);
   }
-  auto rg = [&](const at::Tensor& x) { return regroup(x, s.grid, s.group, 1, s.text, s.text_first); };
+  auto rg = [&](const at::Tensor& x) {
+    return regroup(x, s.grid, s.group, 1, s.text, s.text_first);
+  };
   const at::Tensor out = attention(rg(q), rg(k), rg(v), s.grid, s.group, s.pattern, s.radius,
                                    s.text, s.text_first, s.valid, true, scale);
   return ungroup(out, s.grid, s.group, 1, s.text, s.text_first);
@@ -32,17 +34,16 @@ TEST(Reference, MatchesDenseOracleOnRandomLayouts) {
   const uint64_t seed = fresh_seed();
   std::mt19937_64 rng(seed);
   at::manual_seed(seed);
-  const DtypeCase dtypes[] = {{at::kDouble, 1e-10}, {at::kFloat, 2e-5},
-                              {at::kBFloat16, 2e-2}, {at::kHalf, 4e-3}};
+  const DtypeCase dtypes[] = {
+      {at::kDouble, 1e-10}, {at::kFloat, 2e-5}, {at::kBFloat16, 2e-2}, {at::kHalf, 4e-3}};
   for (int it = 0; it < 400; ++it) {
     const Spec s = random_spec(rng);
     const DtypeCase dc = dtypes[it % 4];
     const bool grouped = it % 5 == 0;
     const std::optional<double> scale =
         it % 3 == 0 ? std::optional<double>(0.05 + 0.5 * (it % 7) / 7.0) : std::nullopt;
-    SCOPED_TRACE("seed=" + std::to_string(seed) + " it=" + std::to_string(it) + " " +
-                 describe(s) + " dtype=" + c10::toString(dc.dtype) +
-                 (grouped ? " grouped" : ""));
+    SCOPED_TRACE("seed=" + std::to_string(seed) + " it=" + std::to_string(it) + " " + describe(s) +
+                 " dtype=" + c10::toString(dc.dtype) + (grouped ? " grouped" : ""));
     const auto opt = at::TensorOptions().dtype(dc.dtype);
     const at::Tensor q = at::randn({s.batch, s.tokens(), s.heads, s.dim}, opt);
     const at::Tensor k = at::randn_like(q), v = at::randn_like(q);

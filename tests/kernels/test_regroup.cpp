@@ -41,8 +41,7 @@ TEST(Regroup, MatchesEnumeratedGroupOrder) {
     const at::Tensor ids = at::arange(s.tokens(), at::kLong);
     const at::Tensor g = regroup(ids, s.grid, s.group, 0, s.text, s.text_first);
     const std::vector<int64_t> want = expected_order(s);
-    ASSERT_EQ(std::vector<int64_t>(g.data_ptr<int64_t>(), g.data_ptr<int64_t>() + g.numel()),
-              want);
+    ASSERT_EQ(std::vector<int64_t>(g.data_ptr<int64_t>(), g.data_ptr<int64_t>() + g.numel()), want);
     const at::Tensor back = ungroup(g, s.grid, s.group, 0, s.text, s.text_first);
     EXPECT_TRUE(at::equal(back, ids));
   }
@@ -57,8 +56,8 @@ TEST(Regroup, WorksAlongAnyDimAndDtype) {
   EXPECT_TRUE(at::equal(g, x.index_select(1, ids)));
   // Position ids [N, 3] regroup along dim 0, as a model keeping group-major order does.
   const at::Tensor pos = at::randn({s.tokens(), 3});
-  EXPECT_TRUE(at::equal(regroup(pos, s.grid, s.group, 0, s.text, s.text_first),
-                        pos.index_select(0, ids)));
+  EXPECT_TRUE(
+      at::equal(regroup(pos, s.grid, s.group, 0, s.text, s.text_first), pos.index_select(0, ids)));
 }
 
 TEST(Regroup, RejectsWrongTokenCount) {

@@ -25,9 +25,9 @@ enum class Pattern : int32_t { kFull = 0, kB = 1, kX = 2 };
 
 // Plain old data so kernels can take it by value.
 struct Geometry {
-  int32_t dims;        // 2 or 3 (number of spatial axes of the caller's grid)
+  int32_t dims;  // 2 or 3 (number of spatial axes of the caller's grid)
   Pattern pattern;
-  int32_t radius;      // GRAT-B neighbourhood radius in groups
+  int32_t radius;  // GRAT-B neighbourhood radius in groups
   int32_t pad_;
   int64_t grid[3];     // tokens per axis (t, h, w)
   int64_t group[3];    // group shape per axis

@@ -46,8 +46,8 @@ const char* pattern_name(Pattern p);
 
 // Builds and validates a layout; throws c10::Error naming the offending parameter.
 Layout make_layout(const std::vector<int64_t>& grid, const std::vector<int64_t>& group,
-                   const std::string& pattern, int64_t radius, int64_t text_tokens,
-                   bool text_first, const std::vector<int64_t>& valid_text, bool grouped);
+                   const std::string& pattern, int64_t radius, int64_t text_tokens, bool text_first,
+                   const std::vector<int64_t>& valid_text, bool grouped);
 
 // Checks that valid_text fits a batch of `batch` items.
 void check_valid_text(const Layout& layout, int64_t batch);
