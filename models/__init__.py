@@ -1,0 +1,1 @@
+"""GRATServe models: scriptable DiT / text-encoder / VAE modules and the bundle exporter."""
