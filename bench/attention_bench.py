@@ -5,7 +5,8 @@ Usage: python3 bench/attention_bench.py <libgrat_kernels.so> [--cases flux1024,.
          [--no-flex] [--no-full] [--peer-max-tokens N] [--out bench/results]
 Cases: flux1024 flux2048 flux4096 flux8192 (24 heads x 128, 512 text first, 16x16 groups),
        video32 video16 (latent 32|16 x 48 x 80, 256 text last, 4x8x8 groups).
-Ours is timed on group-major inputs (grouped=True, how a model that stays grouped calls it)
+Ours ("ours", "raster": the Hopper kernel on sm_90; "portable": the mma.sync kernel) is
+timed on group-major inputs (grouped=True, how a model that stays grouped calls it)
 and on raster inputs (grouped=False: regrouping folded into the kernel's loads and stores);
 "regroup" is the separate index_select regroup of one tensor (the op's companion).
 TFLOP/s count only the (query, key) pairs the mask keeps (4 * D flops each).
@@ -116,6 +117,7 @@ def main():
     ap.add_argument("--patterns", default="B,X")
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--no-full", action="store_true")
+    ap.add_argument("--no-portable", action="store_true", help="skip timing the sm_80 kernel")
     ap.add_argument("--peer-max-tokens", type=int, default=1 << 30,
                     help="skip cuDNN/FA2/Flex above this many tokens (too slow for the budget)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -162,6 +164,10 @@ def main():
                                                 c["text_first"], [], grouped)
             r["ours_grouped"] = timeit(lambda: ours(True), reps)
             r["ours_raster"] = timeit(lambda: ours(False), reps)
+            if torch.cuda.get_device_capability()[0] == 9 and not args.no_portable:
+                os.environ["GRAT_FORCE_PORTABLE"] = "1"
+                r["ours_portable"] = timeit(lambda: ours(True), reps)
+                os.environ["GRAT_FORCE_PORTABLE"] = "0"
             r["ours_tflops"] = fl / r["ours_grouped"] / 1e9
             r["regroup_one_tensor"] = t_regroup
             if peers and flex is not None and pat != "full":
@@ -194,13 +200,13 @@ def main():
         json.dump(res, open(os.path.join(os.environ["OUT"], "bench.json"), "w"), indent=1)
     print(f"\n{res['gpu']}  commit {res['commit'][:10]}  -> {path}")
     print(f"{'case':9s} {'pat':3s} {'tokens':>7s} {'cudnn':>8s} {'fa2':>8s} {'flex':>8s} "
-          f"{'ours':>8s} {'raster':>8s} {'x cudnn':>7s} {'x flex':>6s} {'TF/s':>5s} {'flexTF':>6s} "
+          f"{'ours':>8s} {'raster':>8s} {'portbl':>8s} {'x cudnn':>7s} {'x flex':>6s} {'TF/s':>5s} {'flexTF':>6s} "
           f"{'regrp':>6s}")
     f = lambda x: f"{x:8.2f}" if isinstance(x, float) else f"{'-':>8s}"
     for r in rows:
         print(f"{r['case']:9s} {r['pattern']:3s} {r['tokens']:7d} {f(r.get('cudnn'))} "
               f"{f(r.get('fa2'))} {f(r.get('flex'))} {f(r['ours_grouped'])} "
-              f"{f(r['ours_raster'])} {r.get('speedup_vs_cudnn', 0):7.1f} "
+              f"{f(r['ours_raster'])} {f(r.get('ours_portable'))} {r.get('speedup_vs_cudnn', 0):7.1f} "
               f"{r.get('speedup_vs_flex', 0):6.2f} {r['ours_tflops']:5.0f} "
               f"{r.get('flex_tflops', 0):6.0f} {r['regroup_one_tensor']:6.2f}")
 

@@ -13,6 +13,7 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
 fi
 lib="$build/kernels/libgrat_kernels.so"
 test="$root/tests/gpu/test_attention_gpu.py"
+python3 "$test" "$lib" --errors-only
 python3 "$test" "$lib"
 if command -v compute-sanitizer >/dev/null; then
   for tool in memcheck racecheck; do

@@ -1,6 +1,8 @@
 """GPU tests of grat::attention (CUDA) against the CPU reference and a float32 masked SDPA.
 
-Usage: python3 test_attention_gpu.py <libgrat_kernels.so> [--small] [--seed N]
+Usage: python3 test_attention_gpu.py <libgrat_kernels.so> [--small] [--seed N] [--errors-only]
+Every case runs on both CUDA paths where the GPU has them: the Hopper wgmma kernel (sm_90)
+and the portable mma.sync kernel (GRAT_FORCE_PORTABLE=1).
 
 Fresh random inputs for every case; the op's output memory is poisoned (NaN) first through the
 caching allocator (a NaN-filled block of the same size is freed right before the call, so the
@@ -8,7 +10,9 @@ op's torch.empty gets it back); every output element must be finite and the rela
 ||out - ref|| / ||ref|| must be within the bf16/fp16 band. --small runs one tiny case (for
 compute-sanitizer). Exit status 1 on any failure.
 """
+import faulthandler
 import math
+import os
 import random
 import sys
 
@@ -135,23 +139,27 @@ def check_errors():
 
 
 def main():
+    faulthandler.enable()
     torch.ops.load_library(sys.argv[1])
+    if "--errors-only" in sys.argv:
+        sys.exit(0 if check_errors() else 1)
     small = "--small" in sys.argv
     seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else \
         random.SystemRandom().randint(0, 2**31)
     gen = torch.Generator(device="cuda").manual_seed(seed)
     print(f"GPU: {torch.cuda.get_device_name()}  seed={seed}")
     failures = 0
-    for i, c in enumerate(cases(small)):
+    paths = ["portable"] + (["sm90"] if torch.cuda.get_device_capability()[0] == 9 else [])
+    for i, (c, path) in enumerate((c, path) for c in cases(small) for path in paths):
+        os.environ["GRAT_FORCE_PORTABLE"] = "1" if path == "portable" else "0"
         r = run_case(c, gen)
         desc = (f"{c['pattern']:4s} grid={c['grid']} group={c['group']} text={c['text']}"
                 f"{'F' if c['text_first'] else 'L'} valid={c.get('valid', [])} B={c['B']} H={c['H']}"
                 f" D={c['D']} {str(c['dtype'])[6:]}")
         errs = " ".join(f"{k[4:]}={v:.1e}" for k, v in r.items() if k.startswith("err"))
-        print(f"{'ok  ' if r['ok'] else 'FAIL'} {i:2d} {desc} | {errs}{' NaN!' if r['nan'] else ''}")
+        print(f"{'ok  ' if r['ok'] else 'FAIL'} {i:2d} {path:8s} {desc} | {errs}{' NaN!' if r['nan'] else ''}")
         failures += not r["ok"]
-    if not small:
-        failures += not check_errors()
+    os.environ.pop("GRAT_FORCE_PORTABLE")
     print(f"{failures} failures")
     sys.exit(1 if failures else 0)
 

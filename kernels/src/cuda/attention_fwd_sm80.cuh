@@ -114,24 +114,9 @@ __global__ void __launch_bounds__(256, 2) attention_fwd_sm80(const __grid_consta
   const int head = bh % p.heads, b = bh / p.heads;
   const int32_t valid = p.valid_per_batch ? p.valid_per_batch[b] : p.valid_uniform;
 
-  // Query rows [q0, q1) in sequence positions, and the query group (image tiles).
-  int64_t q0, q1, qgroup = 0;
-  const bool text_query = tile < p.text_tiles;
-  if (text_query) {
-    q0 = p.text_begin + tile * BM;
-    q1 = min64(q0 + BM, p.text_begin + p.text_tokens);
-  } else if (p.geom.pattern == Pattern::kFull) {
-    q0 = p.image_begin + (tile - p.text_tiles) * BM;
-    q1 = min64(q0 + BM, p.image_begin + p.image_tokens);
-  } else {
-    const int64_t it = tile - p.text_tiles;
-    qgroup = it / p.tiles_per_group;
-    const int64_t sub = it % p.tiles_per_group;
-    const int64_t gsize = p.geom.group_size(qgroup);
-    if (sub * BM >= gsize) return;  // edge group: fewer tiles than an interior one
-    q0 = p.image_begin + p.geom.group_offset(qgroup) + sub * BM;
-    q1 = min64(q0 + BM, p.image_begin + p.geom.group_offset(qgroup) + gsize);
-  }
+  int64_t q0, q1, qgroup;
+  bool text_query;
+  if (!query_tile<BM>(p, tile, q0, q1, qgroup, text_query)) return;
 
   const T* gq = static_cast<const T*>(p.q) + b * p.q_sb + head * p.q_sh;
   const T* gk = static_cast<const T*>(p.k) + b * p.k_sb + head * p.k_sh;

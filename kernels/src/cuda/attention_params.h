@@ -48,8 +48,13 @@ struct AttentionParams {
 void launch_rowmap(int32_t* rowmap, const Geometry& geom, int32_t text_tokens,
                    int32_t image_begin, int32_t total, cudaStream_t stream);
 
-// Forward kernels; head_dim 64 or 128. Set the tile fields of p (see fill_schedule).
+// Forward kernels; head_dim 64 or 128; both paths use 128-row query tiles (the tile
+// fields of p). Portable path (sm_80+):
 void launch_attention_bf16(AttentionParams& p, int head_dim, cudaStream_t stream);
 void launch_attention_fp16(AttentionParams& p, int head_dim, cudaStream_t stream);
+// Hopper path (wgmma, sm_90a); returns false, launching nothing, when the binary holds no
+// sm_90a code for the current device.
+bool launch_attention_sm90_bf16(AttentionParams& p, int head_dim, cudaStream_t stream);
+bool launch_attention_sm90_fp16(AttentionParams& p, int head_dim, cudaStream_t stream);
 
 }  // namespace grat::cuda

@@ -148,4 +148,30 @@ struct KeyRangeGen {
   }
 };
 
+// Query rows [q0, q1) (sequence positions) of query tile `tile` (BM rows), and its query
+// group for image tiles. False for the empty tail tiles of edge groups.
+template <int BM>
+__device__ __forceinline__ bool query_tile(const AttentionParams& p, int64_t tile, int64_t& q0,
+                                           int64_t& q1, int64_t& qgroup, bool& text_query) {
+  qgroup = 0;
+  text_query = tile < p.text_tiles;
+  if (text_query) {
+    q0 = p.text_begin + tile * BM;
+    q1 = q0 + BM < p.text_begin + p.text_tokens ? q0 + BM : p.text_begin + p.text_tokens;
+  } else if (p.geom.pattern == Pattern::kFull) {
+    q0 = p.image_begin + (tile - p.text_tiles) * BM;
+    q1 = q0 + BM < p.image_begin + p.image_tokens ? q0 + BM : p.image_begin + p.image_tokens;
+  } else {
+    const int64_t it = tile - p.text_tiles;
+    qgroup = it / p.tiles_per_group;
+    const int64_t sub = it % p.tiles_per_group;
+    const int64_t gsize = p.geom.group_size(qgroup);
+    if (sub * BM >= gsize) return false;  // edge group: fewer tiles than an interior one
+    const int64_t g0 = p.image_begin + p.geom.group_offset(qgroup);
+    q0 = g0 + sub * BM;
+    q1 = q0 + BM < g0 + gsize ? q0 + BM : g0 + gsize;
+  }
+  return true;
+}
+
 }  // namespace grat::cuda

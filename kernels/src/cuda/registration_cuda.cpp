@@ -6,6 +6,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cstdlib>
 #include <limits>
 
 #include "../internal.h"
@@ -14,7 +15,12 @@
 namespace grat {
 namespace {
 
-constexpr int64_t kBM = 128;  // query rows per CTA (Tile<D>::BM)
+constexpr int64_t kBM = 128;  // query rows per CTA (Tile<D>::BM and Sm90Tile<D>::BM)
+
+bool force_portable() {
+  const char* e = std::getenv("GRAT_FORCE_PORTABLE");
+  return e != nullptr && e[0] == '1';
+}
 
 // The kernel reads 16-byte chunks of each row: last dim contiguous, 8-element aligned.
 at::Tensor kernel_ready(const at::Tensor& x) {
@@ -108,10 +114,19 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
   TORCH_CHECK(blocks < std::numeric_limits<int32_t>::max(),
               "grat: too many query tiles x batch x heads for one launch (", blocks, ")");
 
-  if (dt == at::kBFloat16) {
-    cuda::launch_attention_bf16(p, static_cast<int>(D), stream);
-  } else {
-    cuda::launch_attention_fp16(p, static_cast<int>(D), stream);
+  // Hopper (sm_90) takes the wgmma kernel unless GRAT_FORCE_PORTABLE=1 asks for the
+  // portable one (tests and benchmarks compare both).
+  bool done = false;
+  if (props->major == 9 && !force_portable()) {
+    done = dt == at::kBFloat16 ? cuda::launch_attention_sm90_bf16(p, static_cast<int>(D), stream)
+                               : cuda::launch_attention_sm90_fp16(p, static_cast<int>(D), stream);
+  }
+  if (!done) {
+    if (dt == at::kBFloat16) {
+      cuda::launch_attention_bf16(p, static_cast<int>(D), stream);
+    } else {
+      cuda::launch_attention_fp16(p, static_cast<int>(D), stream);
+    }
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;

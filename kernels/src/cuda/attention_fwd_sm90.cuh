@@ -1,0 +1,260 @@
+// Hopper GRAT attention forward (sm_90a): wgmma with fp32 accumulators.
+//
+// Tile table: BM = 128 query rows per CTA = 2 warpgroups x 64 rows; BN = 128 keys per step.
+// S = Q K^T: wgmma m64n128k16, A (Q) and B (K) from shared memory; O += P V: wgmma
+// m64nDk16 with P in registers (the S accumulators converted in place: the accumulator
+// layout is the register-A layout) and V from shared memory read transposed (MN-major).
+// Shared memory tiles use the 128-byte swizzle: each tile is [D/64 halves][rows][64] with
+// 16-byte chunk c of row r stored at chunk c ^ (r % 8), 1024-byte aligned atoms.
+//   D = 128: Q 32 KiB + 2 stages x (K 32 KiB + V 32 KiB) = 160 KiB (1 CTA / SM)
+//   D =  64: Q 16 KiB + 2 stages x (K 16 KiB + V 16 KiB) =  80 KiB (2 CTAs / SM)
+// K/V tiles arrive by cp.async (16-byte rows chunks, gathered through the row map, so the
+// regroup is folded into the loads), double buffered; a proxy fence makes them visible to
+// wgmma. Schedule and masking are those of the portable kernel (key_ranges.cuh).
+#pragma once
+
+#include "attention_fwd_sm80.cuh"
+#include "wgmma_ops.cuh"
+
+namespace grat::cuda {
+
+template <int D>
+struct Sm90Tile {
+  static constexpr int BM = 128, BN = 128, kThreads = 256;
+  static constexpr int CH = D / 8;
+  static constexpr int kSmemBytes = (BM * D + 4 * BN * D) * 2 + 1024;
+  // Element offset of (row r, 16-byte chunk c) in a [D/64][rows][64] 128B-swizzled tile.
+  template <int ROWS>
+  static __device__ __forceinline__ int off(int r, int c) {
+    return (c >> 3) * ROWS * 64 + r * 64 + (((c & 7) ^ (r & 7)) << 3);
+  }
+};
+
+// Shared-memory matrix descriptor, 128-byte swizzle.
+__device__ __forceinline__ uint64_t smem_desc(const void* ptr, uint32_t lbo, uint32_t sbo) {
+  const uint32_t a = smem_addr(ptr);
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) |
+         (static_cast<uint64_t>((lbo >> 4) & 0x3FFF) << 16) |
+         (static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32) | (uint64_t{1} << 62);
+}
+
+template <typename T, int N>
+__device__ __forceinline__ void wg_ss(float* d, uint64_t da, uint64_t db, int scale_d) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if constexpr (N == 128) wgmma::ss_bf16_n128(d, da, db, scale_d);
+    else wgmma::ss_bf16_n64(d, da, db, scale_d);
+  } else {
+    if constexpr (N == 128) wgmma::ss_f16_n128(d, da, db, scale_d);
+    else wgmma::ss_f16_n64(d, da, db, scale_d);
+  }
+}
+template <typename T, int N>
+__device__ __forceinline__ void wg_rs_tb(float* d, const uint32_t* a, uint64_t db) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if constexpr (N == 128) wgmma::rs_bf16_n128_tb(d, a, db);
+    else wgmma::rs_bf16_n64_tb(d, a, db);
+  } else {
+    if constexpr (N == 128) wgmma::rs_f16_n128_tb(d, a, db);
+    else wgmma::rs_f16_n64_tb(d, a, db);
+  }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(256, 1) attention_fwd_sm90(const __grid_constant__ AttentionParams p) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using TL = Sm90Tile<D>;
+  constexpr int BM = TL::BM, BN = TL::BN, NT = TL::kThreads, CH = TL::CH;
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  T* sQ = reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  T* sK = sQ + BM * D;      // 2 stages
+  T* sV = sK + 2 * BN * D;  // 2 stages
+
+  const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7, wrow = ((tid >> 5) & 3) * 16;
+  const int64_t bh_count = static_cast<int64_t>(p.batch) * p.heads;
+  const int64_t tile = blockIdx.x / bh_count;
+  const int bh = static_cast<int>(blockIdx.x % bh_count);
+  const int head = bh % p.heads, b = bh / p.heads;
+  const int32_t valid = p.valid_per_batch ? p.valid_per_batch[b] : p.valid_uniform;
+
+  int64_t q0, q1, qgroup;
+  bool text_query;
+  if (!query_tile<BM>(p, tile, q0, q1, qgroup, text_query)) return;
+
+  const T* gq = static_cast<const T*>(p.q) + b * p.q_sb + head * p.q_sh;
+  const T* gk = static_cast<const T*>(p.k) + b * p.k_sb + head * p.k_sh;
+  const T* gv = static_cast<const T*>(p.v) + b * p.v_sb + head * p.v_sh;
+
+#pragma unroll
+  for (int i = tid; i < BM * CH; i += NT) {
+    const int r = i / CH, c = i % CH;
+    const int64_t pos = q0 + r;
+    const bool ok = pos < q1;
+    const T* src = ok ? gq + static_cast<int64_t>(mem_row(p.rowmap, pos)) * p.q_sn + c * 8 : gq;
+    cp_async16(sQ + TL::template off<BM>(r, c), src, ok);
+  }
+
+  KeyRangeGen gen;
+  gen.init(p, text_query, qgroup, valid);
+  int32_t rs, re;
+  gen.next(p.geom, rs, re);
+  int32_t k0 = rs;
+
+  auto load_kv = [&](int stage, int32_t kstart, int32_t kend) {
+    T* dk = sK + stage * BN * D;
+    T* dv = sV + stage * BN * D;
+#pragma unroll
+    for (int i = tid; i < BN * CH; i += NT) {
+      const int r = i / CH, c = i % CH;
+      const int32_t pos = kstart + r;
+      const bool ok = pos < kend;
+      const int64_t row = ok ? mem_row(p.rowmap, pos) : 0;
+      cp_async16(dk + TL::template off<BN>(r, c), ok ? gk + row * p.k_sn + c * 8 : gk, ok);
+      cp_async16(dv + TL::template off<BN>(r, c), ok ? gv + row * p.v_sn + c * 8 : gv, ok);
+    }
+  };
+  load_kv(0, k0, re);
+  cp_async_commit();
+
+  float o[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+  float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f};
+
+  int stage = 0;
+  bool more = true;
+  while (more) {
+    const int32_t cur0 = k0, cur_end = re;
+    k0 += BN;
+    if (k0 >= re) more = gen.next(p.geom, rs, re), k0 = rs;
+    if (more) load_kv(stage ^ 1, k0, re);
+    cp_async_commit();
+    cp_async_wait<1>();
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+
+    const T* cK = sK + stage * BN * D;
+    const T* cV = sV + stage * BN * D;
+
+    float s[BN / 2];
+    wgmma::fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint64_t da = smem_desc(sQ + (kk >> 2) * BM * 64 + wg * 64 * 64 + (kk & 3) * 16, 16, 1024);
+      const uint64_t db = smem_desc(cK + (kk >> 2) * BN * 64 + (kk & 3) * 16, 16, 1024);
+      wg_ss<T, BN>(s, da, db, kk > 0);
+    }
+    wgmma::commit();
+    wgmma::wait<0>();
+
+    const int col0 = (lane & 3) * 2;
+    const int32_t lim = cur_end - cur0;
+    if (lim < BN) {
+#pragma unroll
+      for (int nb = 0; nb < BN / 8; ++nb) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          if (nb * 8 + col0 + (j & 1) >= lim) s[nb * 4 + j] = -INFINITY;
+        }
+      }
+    }
+    float mx[2] = {m_r[0], m_r[1]};
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb) {
+      mx[0] = fmaxf(mx[0], fmaxf(s[nb * 4 + 0], s[nb * 4 + 1]) * p.scale_log2);
+      mx[1] = fmaxf(mx[1], fmaxf(s[nb * 4 + 2], s[nb * 4 + 3]) * p.scale_log2);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    }
+    float corr[2], rsum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      corr[r] = exp2f(m_r[r] - mx[r]);
+      m_r[r] = mx[r];
+    }
+    uint32_t pa[BN / 16][4];
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb) {
+      const float p0 = exp2f(fmaf(s[nb * 4 + 0], p.scale_log2, -mx[0]));
+      const float p1 = exp2f(fmaf(s[nb * 4 + 1], p.scale_log2, -mx[0]));
+      const float p2 = exp2f(fmaf(s[nb * 4 + 2], p.scale_log2, -mx[1]));
+      const float p3 = exp2f(fmaf(s[nb * 4 + 3], p.scale_log2, -mx[1]));
+      rsum[0] += p0 + p1;
+      rsum[1] += p2 + p3;
+      pa[nb >> 1][(nb & 1) * 2 + 0] = MmaType<T>::pack(p0, p1);
+      pa[nb >> 1][(nb & 1) * 2 + 1] = MmaType<T>::pack(p2, p3);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) l_r[r] = l_r[r] * corr[r] + rsum[r];
+#pragma unroll
+    for (int db = 0; db < D / 8; ++db) {
+      o[db * 4 + 0] *= corr[0];
+      o[db * 4 + 1] *= corr[0];
+      o[db * 4 + 2] *= corr[1];
+      o[db * 4 + 3] *= corr[1];
+    }
+
+    wgmma::fence();
+#pragma unroll
+    for (int j = 0; j < BN / 16; ++j) {
+      // V rows j*16.., MN-major: 64-wide d blocks BN*64 elements apart, 8-key blocks 1 KiB apart.
+      const uint64_t db = smem_desc(cV + j * 16 * 64, BN * 64 * 2, 1024);
+      wg_rs_tb<T, D>(o, pa[j], db);
+    }
+    wgmma::commit();
+    wgmma::wait<0>();
+    __syncthreads();
+    stage ^= 1;
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
+    l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
+    l_r[r] = 1.f / l_r[r];
+  }
+  const int row0 = wg * 64 + wrow + (lane >> 2);
+#pragma unroll
+  for (int db = 0; db < D / 8; ++db) {
+    const int c = db * 8 + (lane & 3) * 2;
+    *reinterpret_cast<uint32_t*>(sQ + TL::template off<BM>(row0, c >> 3) + (c & 7)) =
+        MmaType<T>::pack(o[db * 4 + 0] * l_r[0], o[db * 4 + 1] * l_r[0]);
+    *reinterpret_cast<uint32_t*>(sQ + TL::template off<BM>(row0 + 8, c >> 3) + (c & 7)) =
+        MmaType<T>::pack(o[db * 4 + 2] * l_r[1], o[db * 4 + 3] * l_r[1]);
+  }
+  __syncthreads();
+  T* go = static_cast<T*>(p.o) + b * p.o_sb + head * p.o_sh;
+#pragma unroll
+  for (int i = tid; i < BM * CH; i += NT) {
+    const int r = i / CH, c = i % CH;
+    const int64_t pos = q0 + r;
+    if (pos < q1) {
+      *reinterpret_cast<uint4*>(go + static_cast<int64_t>(mem_row(p.rowmap, pos)) * p.o_sn +
+                                c * 8) =
+          *reinterpret_cast<const uint4*>(sQ + TL::template off<BM>(r, c));
+    }
+  }
+#endif
+}
+
+// Returns false (launching nothing) when this binary holds no sm_90a code for the device.
+template <typename T, int D>
+bool launch_attention_sm90(const AttentionParams& p, cudaStream_t stream) {
+  using TL = Sm90Tile<D>;
+  auto kernel = attention_fwd_sm90<T, D>;
+  cudaFuncAttributes attr{};
+  if (cudaFuncGetAttributes(&attr, kernel) != cudaSuccess || attr.binaryVersion < 90) {
+    cudaGetLastError();
+    return false;
+  }
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
+  const int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * p.batch * p.heads;
+  if (blocks > 0) {
+    kernel<<<static_cast<unsigned>(blocks), TL::kThreads, TL::kSmemBytes, stream>>>(p);
+  }
+  return true;
+}
+
+}  // namespace grat::cuda
