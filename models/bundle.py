@@ -1,0 +1,146 @@
+"""Model bundle: a folder with model.yaml, TorchScript files and tokenizer files.
+
+models/export.py writes bundles; the C++ engine reads them. Both sides validate the same
+rules (validate_manifest here, engine/ in C++): a bundle with a missing file or a bad key is
+refused with a message naming the key.
+"""
+import os
+from typing import Any, Dict, List
+
+import yaml
+
+FORMAT_VERSION = 1
+
+# key -> (type, required); nested dicts are validated by their own tables.
+_TOP = {
+    "format": (int, True),
+    "name": (str, True),
+    "kind": (str, True),
+    "architecture": (str, True),
+    "latent_channels": (int, True),
+    "vae_scale": (int, True),
+    "patch": (int, True),
+    "text": (dict, True),
+    "vae": (dict, True),
+    "defaults": (dict, True),
+    "grat": (dict, True),
+    "limits": (dict, True),
+    "files": (dict, True),
+}
+_TEXT = {"t5_max_length": (int, True), "clip_max_length": (int, True)}
+_VAE = {"scaling_factor": (float, True), "shift_factor": (float, True)}
+_DEFAULTS = {
+    "steps": (int, True),
+    "guidance": (float, True),
+    "shift_base": (float, True),
+    "shift_max": (float, True),
+    "true_cfg": (bool, True),
+}
+_GRAT = {"pattern": (str, True), "group": (list, True), "radius": (int, True)}
+_LIMITS = {
+    "min_side": (int, True),
+    "max_side": (int, True),
+    "side_multiple": (int, True),
+    "max_pixels": (int, True),
+    "min_steps": (int, True),
+    "max_steps": (int, True),
+    "max_frames": (int, True),
+    "max_prompt_tokens": (int, True),
+}
+_FILES = ["transformer", "t5", "clip", "vae_decoder", "t5_tokenizer", "clip_vocab",
+          "clip_merges"]
+KINDS = ("image", "video")
+PATTERNS = ("full", "B", "X")
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be served; the message names the key or file."""
+
+
+def _check_table(table: Dict[str, Any], spec: Dict[str, tuple], where: str) -> None:
+    if not isinstance(table, dict):
+        raise BundleError(f"{where}: must be a mapping")
+    for key in table:
+        if key not in spec:
+            raise BundleError(f"{where}.{key}: unknown key (known: {', '.join(sorted(spec))})")
+    for key, (typ, required) in spec.items():
+        if key not in table:
+            if required:
+                raise BundleError(f"{where}.{key}: missing")
+            continue
+        val = table[key]
+        ok = isinstance(val, typ) and not (typ is int and isinstance(val, bool))
+        if typ is float:
+            ok = isinstance(val, (int, float)) and not isinstance(val, bool)
+        if not ok:
+            raise BundleError(f"{where}.{key}: expected {typ.__name__}, got {val!r}")
+
+
+def validate_manifest(m: Dict[str, Any], folder: str = None) -> None:
+    """Raises BundleError for the first problem found; checks files exist if folder given."""
+    _check_table(m, _TOP, "model.yaml")
+    if m["format"] != FORMAT_VERSION:
+        raise BundleError(f"model.yaml.format: expected {FORMAT_VERSION}, got {m['format']}")
+    if m["kind"] not in KINDS:
+        raise BundleError(f"model.yaml.kind: must be one of {KINDS}, got {m['kind']!r}")
+    for key in ("latent_channels", "vae_scale", "patch"):
+        if m[key] < 1:
+            raise BundleError(f"model.yaml.{key}: must be >= 1, got {m[key]}")
+    _check_table(m["text"], _TEXT, "model.yaml.text")
+    _check_table(m["vae"], _VAE, "model.yaml.vae")
+    _check_table(m["defaults"], _DEFAULTS, "model.yaml.defaults")
+    _check_table(m["grat"], _GRAT, "model.yaml.grat")
+    _check_table(m["limits"], _LIMITS, "model.yaml.limits")
+    g = m["grat"]
+    if g["pattern"] not in PATTERNS:
+        raise BundleError(f"model.yaml.grat.pattern: must be one of {PATTERNS}, got {g['pattern']!r}")
+    if len(g["group"]) not in (2, 3) or any(not isinstance(x, int) or x < 1 for x in g["group"]):
+        raise BundleError(f"model.yaml.grat.group: 2 or 3 positive ints, got {g['group']!r}")
+    if g["radius"] < 1:
+        raise BundleError(f"model.yaml.grat.radius: must be >= 1, got {g['radius']}")
+    lim = m["limits"]
+    if not 1 <= lim["min_side"] <= lim["max_side"]:
+        raise BundleError("model.yaml.limits.min_side: must be in [1, max_side]")
+    if not 1 <= lim["min_steps"] <= lim["max_steps"]:
+        raise BundleError("model.yaml.limits.min_steps: must be in [1, max_steps]")
+    if not lim["min_steps"] <= m["defaults"]["steps"] <= lim["max_steps"]:
+        raise BundleError("model.yaml.defaults.steps: must be within limits.min_steps..max_steps")
+    files = m["files"]
+    if not isinstance(files, dict):
+        raise BundleError("model.yaml.files: must be a mapping")
+    for key in files:
+        if key not in _FILES:
+            raise BundleError(f"model.yaml.files.{key}: unknown file role")
+    for key in _FILES:
+        if key not in files or not isinstance(files[key], str) or not files[key]:
+            raise BundleError(f"model.yaml.files.{key}: missing")
+        name = files[key]
+        if os.path.isabs(name) or ".." in name.split("/"):
+            raise BundleError(f"model.yaml.files.{key}: must be a path inside the bundle")
+        if folder is not None and not os.path.isfile(os.path.join(folder, name)):
+            raise BundleError(f"model.yaml.files.{key}: file {name} not found in {folder}")
+
+
+def write_manifest(folder: str, manifest: Dict[str, Any]) -> str:
+    validate_manifest(manifest, folder)
+    path = os.path.join(folder, "model.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(manifest, f, sort_keys=False)
+    return path
+
+
+def load_manifest(folder: str) -> Dict[str, Any]:
+    path = os.path.join(folder, "model.yaml")
+    if not os.path.isfile(path):
+        raise BundleError(f"model.yaml: not found in {folder}")
+    try:
+        with open(path) as f:
+            m = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise BundleError(f"model.yaml: not valid YAML: {e}") from None
+    validate_manifest(m, folder)
+    return m
+
+
+def required_files() -> List[str]:
+    return list(_FILES)
