@@ -7,6 +7,9 @@ APT_PACKAGES=(
   cmake ninja-build g++ pkg-config git
   libgtest-dev libgmock-dev
   clang-format
+  nlohmann-json3-dev libyaml-cpp-dev
+  libpng-dev libwebp-dev
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
 )
 
 SUDO=""
