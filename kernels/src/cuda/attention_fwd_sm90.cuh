@@ -6,11 +6,13 @@
 // layout is the register-A layout) and V from shared memory read transposed (MN-major).
 // Shared memory tiles use the 128-byte swizzle: each tile is [D/64 halves][rows][64] with
 // 16-byte chunk c of row r stored at chunk c ^ (r % 8), 1024-byte aligned atoms.
-//   D = 128: Q 32 KiB + 2 stages x (K 32 KiB + V 32 KiB) = 160 KiB (1 CTA / SM)
-//   D =  64: Q 16 KiB + 2 stages x (K 16 KiB + V 16 KiB) =  80 KiB (2 CTAs / SM)
-// K/V tiles arrive by cp.async (16-byte rows chunks, gathered through the row map, so the
-// regroup is folded into the loads), double buffered; a proxy fence makes them visible to
-// wgmma. Schedule and masking are those of the portable kernel (key_ranges.cuh).
+//   D = 128: Q 32 KiB + 3 stages x (K 32 KiB + V 32 KiB) = 224 KiB (1 CTA / SM)
+//   D =  64: Q 16 KiB + 4 stages x (K 16 KiB + V 16 KiB) = 144 KiB (1 CTA / SM)
+// 384 threads: two consumer warpgroups and one producer warpgroup. K/V tiles arrive by cp.async
+// (16-byte row chunks gathered through the row map, so the regroup is folded into the
+// loads) into a ring of stages guarded by full/empty mbarriers; consumers fence the async
+// proxy before wgmma reads them. Schedule and masking are those of the portable kernel
+// (key_ranges.cuh).
 #pragma once
 
 #include "attention_fwd_sm80.cuh"
@@ -20,9 +22,10 @@ namespace grat::cuda {
 
 template <int D>
 struct Sm90Tile {
-  static constexpr int BM = 128, BN = 128, kThreads = 256;
+  static constexpr int BM = 128, BN = 128, kThreads = 384;
   static constexpr int CH = D / 8;
-  static constexpr int kSmemBytes = (BM * D + 4 * BN * D) * 2 + 1024;
+  static constexpr int kStages = D == 128 ? 3 : 4;
+  static constexpr int kSmemBytes = (BM * D + 2 * kStages * BN * D) * 2 + 1024 + 16 * kStages;
   // Element offset of (row r, 16-byte chunk c) in a [D/64][rows][64] 128B-swizzled tile.
   template <int ROWS>
   static __device__ __forceinline__ int off(int r, int c) {
@@ -59,17 +62,47 @@ __device__ __forceinline__ void wg_rs_tb(float* d, const uint32_t* a, uint64_t d
   }
 }
 
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count));
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+// Arrives once this thread's earlier cp.async copies have landed (count set at init).
+__device__ __forceinline__ void mbar_arrive_cp_async(uint64_t* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_addr(bar))
+               : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void named_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// Warp-specialised: warps 0-7 are two consumer warpgroups (64 query rows each, wgmma,
+// registers raised to 232), warps 8-11 the producer warpgroup (registers lowered to 40;
+// cp.async of K/V tiles through the row map into a STAGES-deep ring; full/empty mbarriers
+// per stage). The consumer warpgroups never wait for each other,
+// so one's softmax overlaps the other's matrix products.
 template <typename T, int D>
-__global__ void __launch_bounds__(256, 1) attention_fwd_sm90(const __grid_constant__ AttentionParams p) {
+__global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_constant__ AttentionParams p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using TL = Sm90Tile<D>;
-  constexpr int BM = TL::BM, BN = TL::BN, NT = TL::kThreads, CH = TL::CH;
+  constexpr int BM = TL::BM, BN = TL::BN, CH = TL::CH, STAGES = TL::kStages;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   T* sQ = reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
-  T* sK = sQ + BM * D;      // 2 stages
-  T* sV = sK + 2 * BN * D;  // 2 stages
+  T* sK = sQ + BM * D;           // STAGES stages
+  T* sV = sK + STAGES * BN * D;  // STAGES stages
+  uint64_t* full = reinterpret_cast<uint64_t*>(sV + STAGES * BN * D);
+  uint64_t* empty = full + STAGES;
 
-  const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7, wrow = ((tid >> 5) & 3) * 16;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int64_t bh_count = static_cast<int64_t>(p.batch) * p.heads;
   const int64_t tile = blockIdx.x / bh_count;
   const int bh = static_cast<int>(blockIdx.x % bh_count);
@@ -80,88 +113,112 @@ __global__ void __launch_bounds__(256, 1) attention_fwd_sm90(const __grid_consta
   bool text_query;
   if (!query_tile<BM>(p, tile, q0, q1, qgroup, text_query)) return;
 
-  const T* gq = static_cast<const T*>(p.q) + b * p.q_sb + head * p.q_sh;
-  const T* gk = static_cast<const T*>(p.k) + b * p.k_sb + head * p.k_sh;
-  const T* gv = static_cast<const T*>(p.v) + b * p.v_sb + head * p.v_sh;
-
-#pragma unroll
-  for (int i = tid; i < BM * CH; i += NT) {
-    const int r = i / CH, c = i % CH;
-    const int64_t pos = q0 + r;
-    const bool ok = pos < q1;
-    const T* src = ok ? gq + static_cast<int64_t>(mem_row(p.rowmap, pos)) * p.q_sn + c * 8 : gq;
-    cp_async16(sQ + TL::template off<BM>(r, c), src, ok);
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      mbar_init(&full[s], 128);
+      mbar_init(&empty[s], 256);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
+  __syncthreads();
 
   KeyRangeGen gen;
   gen.init(p, text_query, qgroup, valid);
   int32_t rs, re;
-  gen.next(p.geom, rs, re);
-  int32_t k0 = rs;
+  gen.next(p.geom, rs, re);  // every query reads at least its own group / the image
 
-  auto load_kv = [&](int stage, int32_t kstart, int32_t kend) {
-    T* dk = sK + stage * BN * D;
-    T* dv = sV + stage * BN * D;
-#pragma unroll
-    for (int i = tid; i < BN * CH; i += NT) {
-      const int r = i / CH, c = i % CH;
-      const int32_t pos = kstart + r;
-      const bool ok = pos < kend;
-      const int64_t row = ok ? mem_row(p.rowmap, pos) : 0;
-      cp_async16(dk + TL::template off<BN>(r, c), ok ? gk + row * p.k_sn + c * 8 : gk, ok);
-      cp_async16(dv + TL::template off<BN>(r, c), ok ? gv + row * p.v_sn + c * 8 : gv, ok);
+  if (warp >= 8) {
+    // Producer warpgroup.
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    const int pt = tid - 256;
+    const T* gk = static_cast<const T*>(p.k) + b * p.k_sb + head * p.k_sh;
+    const T* gv = static_cast<const T*>(p.v) + b * p.v_sb + head * p.v_sh;
+    int32_t k0 = rs;
+    for (int n = 0;; ++n) {
+      const int s = n % STAGES;
+      mbar_wait(&empty[s], ((n / STAGES) & 1) ^ 1);
+      T* dk = sK + s * BN * D;
+      T* dv = sV + s * BN * D;
+#pragma unroll 8
+      for (int i = pt; i < BN * CH; i += 128) {
+        const int r = i / CH, c = i % CH;
+        const int32_t pos = k0 + r;
+        const bool ok = pos < re;
+        const int64_t row = ok ? mem_row(p.rowmap, pos) : 0;
+        cp_async16(dk + TL::template off<BN>(r, c), ok ? gk + row * p.k_sn + c * 8 : gk, ok);
+        cp_async16(dv + TL::template off<BN>(r, c), ok ? gv + row * p.v_sn + c * 8 : gv, ok);
+      }
+      mbar_arrive_cp_async(&full[s]);
+      k0 += BN;
+      if (k0 >= re) {
+        if (!gen.next(p.geom, rs, re)) break;
+        k0 = rs;
+      }
     }
-  };
-  load_kv(0, k0, re);
-  cp_async_commit();
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    return;
+  }
+
+  // Consumers: warpgroup wg owns query rows [wg * 64, wg * 64 + 64) of the tile.
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+  const int wg = warp >> 2, wrow = (warp & 3) * 16;
+  {
+    const T* gq = static_cast<const T*>(p.q) + b * p.q_sb + head * p.q_sh;
+    const int t = tid & 127;
+#pragma unroll
+    for (int i = t; i < 64 * CH; i += 128) {
+      const int r = wg * 64 + i / CH, c = i % CH;
+      const int64_t pos = q0 + r;
+      const bool ok = pos < q1;
+      const T* src = ok ? gq + static_cast<int64_t>(mem_row(p.rowmap, pos)) * p.q_sn + c * 8 : gq;
+      cp_async16(sQ + TL::template off<BM>(r, c), src, ok);
+    }
+    cp_async_commit();
+    cp_async_wait<0>();
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    named_sync(1 + wg, 128);
+  }
 
   float o[D / 2];
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
   float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f};
 
-  int stage = 0;
-  bool more = true;
-  while (more) {
-    const int32_t cur0 = k0, cur_end = re;
-    k0 += BN;
-    if (k0 >= re) more = gen.next(p.geom, rs, re), k0 = rs;
-    if (more) load_kv(stage ^ 1, k0, re);
-    cp_async_commit();
-    cp_async_wait<1>();
+  int32_t k0 = rs;
+  for (int n = 0;; ++n) {
+    const int s = n % STAGES;
+    const int32_t lim = re - k0;
+    mbar_wait(&full[s], (n / STAGES) & 1);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    __syncthreads();
+    const T* cK = sK + s * BN * D;
+    const T* cV = sV + s * BN * D;
 
-    const T* cK = sK + stage * BN * D;
-    const T* cV = sV + stage * BN * D;
-
-    float s[BN / 2];
+    float sc[BN / 2];
     wgmma::fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       const uint64_t da = smem_desc(sQ + (kk >> 2) * BM * 64 + wg * 64 * 64 + (kk & 3) * 16, 16, 1024);
       const uint64_t db = smem_desc(cK + (kk >> 2) * BN * 64 + (kk & 3) * 16, 16, 1024);
-      wg_ss<T, BN>(s, da, db, kk > 0);
+      wg_ss<T, BN>(sc, da, db, kk > 0);
     }
     wgmma::commit();
     wgmma::wait<0>();
 
     const int col0 = (lane & 3) * 2;
-    const int32_t lim = cur_end - cur0;
     if (lim < BN) {
 #pragma unroll
       for (int nb = 0; nb < BN / 8; ++nb) {
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          if (nb * 8 + col0 + (j & 1) >= lim) s[nb * 4 + j] = -INFINITY;
+          if (nb * 8 + col0 + (j & 1) >= lim) sc[nb * 4 + j] = -INFINITY;
         }
       }
     }
     float mx[2] = {m_r[0], m_r[1]};
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb) {
-      mx[0] = fmaxf(mx[0], fmaxf(s[nb * 4 + 0], s[nb * 4 + 1]) * p.scale_log2);
-      mx[1] = fmaxf(mx[1], fmaxf(s[nb * 4 + 2], s[nb * 4 + 3]) * p.scale_log2);
+      mx[0] = fmaxf(mx[0], fmaxf(sc[nb * 4 + 0], sc[nb * 4 + 1]) * p.scale_log2);
+      mx[1] = fmaxf(mx[1], fmaxf(sc[nb * 4 + 2], sc[nb * 4 + 3]) * p.scale_log2);
     }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -177,10 +234,10 @@ __global__ void __launch_bounds__(256, 1) attention_fwd_sm90(const __grid_consta
     uint32_t pa[BN / 16][4];
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb) {
-      const float p0 = exp2f(fmaf(s[nb * 4 + 0], p.scale_log2, -mx[0]));
-      const float p1 = exp2f(fmaf(s[nb * 4 + 1], p.scale_log2, -mx[0]));
-      const float p2 = exp2f(fmaf(s[nb * 4 + 2], p.scale_log2, -mx[1]));
-      const float p3 = exp2f(fmaf(s[nb * 4 + 3], p.scale_log2, -mx[1]));
+      const float p0 = exp2f(fmaf(sc[nb * 4 + 0], p.scale_log2, -mx[0]));
+      const float p1 = exp2f(fmaf(sc[nb * 4 + 1], p.scale_log2, -mx[0]));
+      const float p2 = exp2f(fmaf(sc[nb * 4 + 2], p.scale_log2, -mx[1]));
+      const float p3 = exp2f(fmaf(sc[nb * 4 + 3], p.scale_log2, -mx[1]));
       rsum[0] += p0 + p1;
       rsum[1] += p2 + p3;
       pa[nb >> 1][(nb & 1) * 2 + 0] = MmaType<T>::pack(p0, p1);
@@ -205,8 +262,13 @@ __global__ void __launch_bounds__(256, 1) attention_fwd_sm90(const __grid_consta
     }
     wgmma::commit();
     wgmma::wait<0>();
-    __syncthreads();
-    stage ^= 1;
+    mbar_arrive(&empty[s]);
+
+    k0 += BN;
+    if (k0 >= re) {
+      if (!gen.next(p.geom, rs, re)) break;
+      k0 = rs;
+    }
   }
 
 #pragma unroll
@@ -215,6 +277,7 @@ __global__ void __launch_bounds__(256, 1) attention_fwd_sm90(const __grid_consta
     l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
     l_r[r] = 1.f / l_r[r];
   }
+  // Stage this warpgroup's rows in its part of sQ (only it read them), then store.
   const int row0 = wg * 64 + wrow + (lane >> 2);
 #pragma unroll
   for (int db = 0; db < D / 8; ++db) {
@@ -224,11 +287,12 @@ __global__ void __launch_bounds__(256, 1) attention_fwd_sm90(const __grid_consta
     *reinterpret_cast<uint32_t*>(sQ + TL::template off<BM>(row0 + 8, c >> 3) + (c & 7)) =
         MmaType<T>::pack(o[db * 4 + 2] * l_r[1], o[db * 4 + 3] * l_r[1]);
   }
-  __syncthreads();
+  named_sync(1 + wg, 128);
   T* go = static_cast<T*>(p.o) + b * p.o_sb + head * p.o_sh;
+  const int t = tid & 127;
 #pragma unroll
-  for (int i = tid; i < BM * CH; i += NT) {
-    const int r = i / CH, c = i % CH;
+  for (int i = t; i < 64 * CH; i += 128) {
+    const int r = wg * 64 + i / CH, c = i % CH;
     const int64_t pos = q0 + r;
     if (pos < q1) {
       *reinterpret_cast<uint4*>(go + static_cast<int64_t>(mem_row(p.rowmap, pos)) * p.o_sn +
