@@ -1,0 +1,30 @@
+# grat_engine_core: the model-independent parts of the engine (schedules, manifest,
+# encoders). Included from the top-level CMakeLists.
+find_package(PkgConfig REQUIRED)
+find_package(yaml-cpp REQUIRED)
+find_package(PNG REQUIRED)
+pkg_check_modules(WEBP REQUIRED IMPORTED_TARGET libwebp)
+option(GRAT_WITH_VIDEO "MP4 output through ffmpeg's libraries when found" ON)
+set(GRAT_HAVE_VIDEO OFF)
+if(GRAT_WITH_VIDEO)
+  pkg_check_modules(LIBAV IMPORTED_TARGET libavcodec libavformat libavutil libswscale)
+  if(LIBAV_FOUND)
+    set(GRAT_HAVE_VIDEO ON)
+  endif()
+endif()
+message(STATUS "GRAT: MP4 output ${GRAT_HAVE_VIDEO}")
+
+set(_core ${CMAKE_CURRENT_LIST_DIR}/src/core)
+add_library(grat_engine_core STATIC
+  ${_core}/flow_match.cpp
+  ${_core}/manifest.cpp
+  ${_core}/image_codec.cpp
+  ${_core}/video_codec.cpp)
+target_include_directories(grat_engine_core PUBLIC ${CMAKE_CURRENT_LIST_DIR}/include)
+target_link_libraries(grat_engine_core PUBLIC yaml-cpp PNG::PNG PkgConfig::WEBP)
+target_compile_options(grat_engine_core PRIVATE ${GRAT_WARNINGS})
+set_target_properties(grat_engine_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
+if(GRAT_HAVE_VIDEO)
+  target_compile_definitions(grat_engine_core PRIVATE GRAT_WITH_VIDEO=1)
+  target_link_libraries(grat_engine_core PRIVATE PkgConfig::LIBAV)
+endif()

@@ -1,0 +1,53 @@
+// model.yaml of a model bundle (written by models/export.py; same rules as
+// models/bundle.py). Loading refuses unknown keys, missing keys, wrong types, bad values and
+// missing files, with a message naming the key.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace grat::engine {
+
+class BundleError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Manifest {
+  std::string folder;  // absolute or as given
+  int format = 0;
+  std::string name, kind, architecture;
+  int64_t latent_channels = 0, vae_scale = 0, patch = 0;
+  struct Text {
+    int64_t t5_max_length = 0, clip_max_length = 0;
+  } text;
+  struct Vae {
+    double scaling_factor = 0, shift_factor = 0;
+  } vae;
+  struct Defaults {
+    int64_t steps = 0;
+    double guidance = 0, shift_base = 0, shift_max = 0;
+    bool true_cfg = false;
+  } defaults;
+  struct Grat {
+    std::string pattern;
+    std::vector<int64_t> group;
+    int64_t radius = 1;
+  } grat;
+  struct Limits {
+    int64_t min_side = 0, max_side = 0, side_multiple = 0, max_pixels = 0, min_steps = 0,
+            max_steps = 0, max_frames = 0, max_prompt_tokens = 0;
+  } limits;
+  std::map<std::string, std::string> files;  // role -> file name inside the bundle
+
+  // Absolute path of a file role; throws BundleError for an unknown role.
+  std::string path(const std::string& role) const;
+};
+
+// Parses and validates <folder>/model.yaml and checks that every listed file exists.
+Manifest load_manifest(const std::string& folder);
+
+}  // namespace grat::engine

@@ -1,0 +1,175 @@
+#include "grat/engine/manifest.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <set>
+
+namespace grat::engine {
+namespace {
+
+[[noreturn]] void fail(const std::string& key, const std::string& msg) {
+  throw BundleError("model.yaml." + key + ": " + msg);
+}
+
+// Reads a mapping, refusing keys not in `known`.
+class Table {
+ public:
+  Table(const YAML::Node& node, std::string where, std::set<std::string> known)
+      : node_(node), where_(std::move(where)) {
+    if (!node_.IsMap()) throw BundleError(label("") + "must be a mapping");
+    for (const auto& kv : node_) {
+      const std::string k = kv.first.as<std::string>();
+      if (!known.count(k)) fail(sub(k), "unknown key");
+    }
+  }
+
+  YAML::Node get(const std::string& key) const {
+    const YAML::Node n = node_[key];
+    if (!n) fail(sub(key), "missing");
+    return n;
+  }
+
+  template <typename T>
+  T scalar(const std::string& key, const char* type) const {
+    const YAML::Node n = get(key);
+    if (!n.IsScalar()) fail(sub(key), std::string("expected ") + type);
+    try {
+      return n.as<T>();
+    } catch (const YAML::Exception&) {
+      fail(sub(key), std::string("expected ") + type + ", got '" + n.Scalar() + "'");
+    }
+  }
+
+  int64_t integer(const std::string& key, int64_t min = INT64_MIN) const {
+    const auto v = scalar<int64_t>(key, "int");
+    if (v < min) fail(sub(key), "must be >= " + std::to_string(min) + ", got " + std::to_string(v));
+    return v;
+  }
+  double number(const std::string& key) const { return scalar<double>(key, "float"); }
+  std::string text(const std::string& key) const { return scalar<std::string>(key, "str"); }
+  bool boolean(const std::string& key) const {
+    const std::string s = text(key);
+    if (s != "true" && s != "false") fail(sub(key), "expected bool, got '" + s + "'");
+    return s == "true";
+  }
+  std::string sub(const std::string& key) const {
+    return where_.empty() ? key : where_ + "." + key;
+  }
+
+ private:
+  std::string label(const std::string&) const {
+    return "model.yaml" + (where_.empty() ? "" : "." + where_) + ": ";
+  }
+  YAML::Node node_;
+  std::string where_;
+};
+
+const std::vector<std::string> kFileRoles = {
+    "transformer", "t5", "clip", "vae_decoder", "t5_tokenizer", "clip_vocab", "clip_merges"};
+
+}  // namespace
+
+std::string Manifest::path(const std::string& role) const {
+  const auto it = files.find(role);
+  if (it == files.end()) throw BundleError("model.yaml.files." + role + ": missing");
+  return (std::filesystem::path(folder) / it->second).string();
+}
+
+Manifest load_manifest(const std::string& folder) {
+  const std::filesystem::path file = std::filesystem::path(folder) / "model.yaml";
+  if (!std::filesystem::is_regular_file(file)) {
+    throw BundleError("model.yaml: not found in " + folder);
+  }
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file.string());
+  } catch (const YAML::Exception& e) {
+    throw BundleError(std::string("model.yaml: not valid YAML: ") + e.what());
+  }
+  Manifest m;
+  m.folder = folder;
+  const Table top(root, "",
+                  {"format", "name", "kind", "architecture", "latent_channels", "vae_scale",
+                   "patch", "text", "vae", "defaults", "grat", "limits", "files"});
+  m.format = static_cast<int>(top.integer("format"));
+  if (m.format != 1) fail("format", "expected 1, got " + std::to_string(m.format));
+  m.name = top.text("name");
+  m.kind = top.text("kind");
+  if (m.kind != "image" && m.kind != "video")
+    fail("kind", "must be image or video, got '" + m.kind + "'");
+  m.architecture = top.text("architecture");
+  m.latent_channels = top.integer("latent_channels", 1);
+  m.vae_scale = top.integer("vae_scale", 1);
+  m.patch = top.integer("patch", 1);
+
+  const Table text(top.get("text"), "text", {"t5_max_length", "clip_max_length"});
+  m.text.t5_max_length = text.integer("t5_max_length", 1);
+  m.text.clip_max_length = text.integer("clip_max_length", 1);
+  const Table vae(top.get("vae"), "vae", {"scaling_factor", "shift_factor"});
+  m.vae.scaling_factor = vae.number("scaling_factor");
+  m.vae.shift_factor = vae.number("shift_factor");
+  const Table def(top.get("defaults"), "defaults",
+                  {"steps", "guidance", "shift_base", "shift_max", "true_cfg"});
+  m.defaults.steps = def.integer("steps", 1);
+  m.defaults.guidance = def.number("guidance");
+  m.defaults.shift_base = def.number("shift_base");
+  m.defaults.shift_max = def.number("shift_max");
+  m.defaults.true_cfg = def.boolean("true_cfg");
+
+  const Table grat(top.get("grat"), "grat", {"pattern", "group", "radius"});
+  m.grat.pattern = grat.text("pattern");
+  if (m.grat.pattern != "full" && m.grat.pattern != "B" && m.grat.pattern != "X") {
+    fail("grat.pattern", "must be full, B or X, got '" + m.grat.pattern + "'");
+  }
+  const YAML::Node group = grat.get("group");
+  if (!group.IsSequence() || (group.size() != 2 && group.size() != 3)) {
+    fail("grat.group", "2 or 3 positive ints");
+  }
+  for (const auto& g : group) {
+    int64_t v = 0;
+    try {
+      v = g.as<int64_t>();
+    } catch (const YAML::Exception&) {
+      fail("grat.group", "2 or 3 positive ints");
+    }
+    if (v < 1) fail("grat.group", "2 or 3 positive ints");
+    m.grat.group.push_back(v);
+  }
+  m.grat.radius = grat.integer("radius", 1);
+
+  const Table lim(top.get("limits"), "limits",
+                  {"min_side", "max_side", "side_multiple", "max_pixels", "min_steps", "max_steps",
+                   "max_frames", "max_prompt_tokens"});
+  auto& L = m.limits;
+  L.min_side = lim.integer("min_side", 1);
+  L.max_side = lim.integer("max_side", 1);
+  L.side_multiple = lim.integer("side_multiple", 1);
+  L.max_pixels = lim.integer("max_pixels", 1);
+  L.min_steps = lim.integer("min_steps", 1);
+  L.max_steps = lim.integer("max_steps", 1);
+  L.max_frames = lim.integer("max_frames", 1);
+  L.max_prompt_tokens = lim.integer("max_prompt_tokens", 1);
+  if (L.min_side > L.max_side) fail("limits.min_side", "must be in [1, max_side]");
+  if (L.min_steps > L.max_steps) fail("limits.min_steps", "must be in [1, max_steps]");
+  if (m.defaults.steps < L.min_steps || m.defaults.steps > L.max_steps) {
+    fail("defaults.steps", "must be within limits.min_steps..max_steps");
+  }
+
+  const Table files(top.get("files"), "files",
+                    std::set<std::string>(kFileRoles.begin(), kFileRoles.end()));
+  for (const std::string& role : kFileRoles) {
+    const std::string name = files.text(role);
+    const std::filesystem::path rel(name);
+    if (name.empty() || rel.is_absolute() || name.find("..") != std::string::npos) {
+      fail("files." + role, "must be a path inside the bundle");
+    }
+    if (!std::filesystem::is_regular_file(std::filesystem::path(folder) / rel)) {
+      fail("files." + role, "file " + name + " not found in " + folder);
+    }
+    m.files[role] = name;
+  }
+  return m;
+}
+
+}  // namespace grat::engine

@@ -1,0 +1,24 @@
+# Tests of grat_engine_core (included from tests/CMakeLists.txt).
+set(_dir ${CMAKE_CURRENT_LIST_DIR})
+find_package(nlohmann_json REQUIRED)
+add_executable(grat_engine_core_tests
+  ${_dir}/test_flow_match.cpp
+  ${_dir}/test_manifest.cpp
+  ${_dir}/test_codec.cpp)
+target_link_libraries(grat_engine_core_tests PRIVATE grat_engine_core nlohmann_json::nlohmann_json
+  PNG::PNG GTest::gtest GTest::gmock GTest::gtest_main)
+target_compile_options(grat_engine_core_tests PRIVATE ${GRAT_WARNINGS})
+target_compile_definitions(grat_engine_core_tests PRIVATE GRAT_HAVE_VIDEO=$<BOOL:${GRAT_HAVE_VIDEO}>)
+set(_out ${CMAKE_CURRENT_BINARY_DIR}/engine_core)
+
+# Expected schedules from diffusers' own scheduler.
+add_test(NAME engine_sigmas_reference
+  COMMAND ${Python3_EXECUTABLE} ${_dir}/make_sigmas_reference.py ${_out}/sigmas.json)
+set_tests_properties(engine_sigmas_reference PROPERTIES FIXTURES_SETUP sigmas LABELS "cpu")
+add_test(NAME engine_core_unit COMMAND grat_engine_core_tests)
+set_tests_properties(engine_core_unit PROPERTIES FIXTURES_REQUIRED sigmas FIXTURES_SETUP codec_files
+  LABELS "cpu" ENVIRONMENT "GRAT_SIGMAS_JSON=${_out}/sigmas.json;GRAT_CODEC_DIR=${_out}/codec")
+# The encoded files, decoded by independent decoders (Pillow, ffprobe).
+add_test(NAME engine_codec_decode
+  COMMAND ${Python3_EXECUTABLE} ${_dir}/check_codec_outputs.py ${_out}/codec)
+set_tests_properties(engine_codec_decode PROPERTIES FIXTURES_REQUIRED codec_files LABELS "cpu")
