@@ -124,3 +124,14 @@ def test_strict_loader(pair, tmp_path):
     with pytest.raises(CheckpointError) as e:
         load_clip_checkpoint(CLIPTextEncoder(cfg), str(tmp_path / "bad.safetensors"))
     assert "final_layer_norm.bias" in str(e.value) and "text_model.encoder.layers.7.mlp.fc1.weight" in str(e.value)
+
+
+def test_bf16_scripted_close_to_fp32():
+    import copy
+    cfg, _, ours, _ = _build(2)
+    half = torch.jit.script(copy.deepcopy(ours).to(torch.bfloat16))
+    ids, mask = _prompts(2, 77, seed=9)
+    with torch.no_grad():
+        hidden, pooled = half(ids, mask)
+        assert pooled.dtype == torch.bfloat16
+        assert rel_err(pooled, ours(ids, mask)[1]) < 3e-2

@@ -138,3 +138,14 @@ def test_strict_loader_names_bad_keys(pair, tmp_path):
         load_t5_checkpoint(T5Encoder(cfg), str(tmp_path / "shape.safetensors"))
     with pytest.raises(CheckpointError, match="not found"):
         load_t5_checkpoint(T5Encoder(cfg), str(tmp_path / "nothing.safetensors"))
+
+
+def test_bf16_scripted_close_to_fp32(pair):
+    import copy
+    cfg, _, ours, _ = pair
+    half = torch.jit.script(copy.deepcopy(ours).to(torch.bfloat16))
+    ids, mask = _inputs(cfg, 2, 20, seed=9)
+    with torch.no_grad():
+        out = half(ids, mask)
+        assert out.dtype == torch.bfloat16
+        assert rel_err(out, ours(ids, mask)) < 3e-2

@@ -165,3 +165,15 @@ def test_meta_module_loads_by_assignment(pair, tmp_path):
     lat = _latents(1, 4, 4, seed=4)
     with torch.no_grad():
         assert torch.equal(empty.eval()(lat), ours(lat))
+
+
+def test_bf16_scripted_close_to_fp32(pair):
+    import copy
+    cfg, _, ours, _ = pair
+    half = torch.jit.script(copy.deepcopy(ours).to(torch.bfloat16))
+    lat = _latents(1, 10, 12, seed=9)
+    with torch.no_grad():
+        out = half(lat.to(torch.bfloat16), 8)
+        assert out.dtype == torch.bfloat16
+        assert rel_err(out, ours(lat, 8)) < 5e-2
+        assert half.decode_image(lat.to(torch.bfloat16), 0).dtype == torch.uint8
