@@ -29,9 +29,9 @@ Forward (scripted signature; the exporter and C++ engine call it positionally)::
             valid_text: Optional[List[int]] = None)  None/[] all text valid, [v] or one per item
         -> Tensor[B, h*w, out_channels] in raster order, dtype of the weights
 
-Inputs are cast to the weights' dtype. Helpers: ``build_flux``, ``script_flux``,
-``random_init_``, ``load_flux_checkpoint`` / ``load_diffusers_weights`` (strict,
-diffusers-format safetensors, sharded or not).
+Inputs are cast to the weights' dtype. Helpers: ``build_flux``, ``build_flux_random``
+(``random_init_``), ``script_flux``, ``load_flux_checkpoint`` / ``load_diffusers_weights``
+(strict, diffusers-format safetensors, sharded or not).
 """
 import json
 import math
@@ -324,8 +324,9 @@ def build_flux(config: Union[str, FluxConfig], dtype: torch.dtype = torch.float3
 
 def random_init_(model: nn.Module, seed: int = 0, std: float = 0.02) -> nn.Module:
     """Deterministic random weights that keep activations tame at full size: weights
-    N(0, std), biases 0, norm weights 1. For benchmarks and demos without a checkpoint."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    N(0, std), biases 0, norm weights 1. Drawn on the parameters' device (fast on a GPU;
+    values depend on the device type). For benchmarks and demos without a checkpoint."""
+    gens: Dict[str, torch.Generator] = {}
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("bias"):
@@ -333,8 +334,19 @@ def random_init_(model: nn.Module, seed: int = 0, std: float = 0.02) -> nn.Modul
             elif p.dim() == 1:
                 p.fill_(1.0)
             else:
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32).mul_(std))
+                key = str(p.device)
+                if key not in gens:
+                    gens[key] = torch.Generator(device=p.device).manual_seed(seed)
+                p.normal_(0.0, std, generator=gens[key])
     return model
+
+
+def build_flux_random(config: Union[str, FluxConfig], dtype: torch.dtype = torch.bfloat16,
+                      device: Union[str, torch.device] = "cpu", seed: int = 0) -> FluxTransformer:
+    """A FluxTransformer with random_init_ weights allocated once, directly in `dtype` on
+    `device` (the full-size preset needs 24 GB in bf16 and never exists in fp32)."""
+    model = build_flux(config, dtype=dtype, device="meta").to_empty(device=device)
+    return random_init_(model, seed=seed).eval()
 
 
 def script_flux(model: FluxTransformer) -> torch.jit.ScriptModule:

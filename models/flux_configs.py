@@ -8,8 +8,10 @@ Presets (``PRESETS`` / ``preset(name)``):
   flux-dev           19 double + 38 single blocks, 24 heads x 128, T5 dim 4096, pooled 768,
                      guidance embedding (about 11.9B parameters)
   flux-schnell       same without the guidance embedding
-  flux-tiny          2 double + 2 single blocks, 4 heads x 16 (RoPE axes 4+6+6), T5 dim 64,
-                     pooled 32, guidance embedding (about 0.4M parameters, ~1.6 MB fp32)
+  flux-tiny          2 double + 2 single blocks, 2 heads x 64 (RoPE axes 16+24+24), T5 dim 32,
+                     pooled 32 (the tiny T5 / CLIP presets of encoder_configs), guidance
+                     embedding; about 1.9M parameters, 7.5 MB fp32. Head dim 64 because the
+                     CUDA GRAT kernels take head dims 64 and 128 only.
   flux-tiny-schnell  flux-tiny without the guidance embedding
 """
 import dataclasses
@@ -80,9 +82,9 @@ class FluxConfig:
 
 FLUX_DEV = FluxConfig()
 FLUX_SCHNELL = dataclasses.replace(FLUX_DEV, guidance_embeds=False)
-FLUX_TINY = FluxConfig(num_layers=2, num_single_layers=2, attention_head_dim=16,
-                       num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=32,
-                       guidance_embeds=True, axes_dims_rope=(4, 6, 6))
+FLUX_TINY = FluxConfig(num_layers=2, num_single_layers=2, attention_head_dim=64,
+                       num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+                       guidance_embeds=True, axes_dims_rope=(16, 24, 24))
 FLUX_TINY_SCHNELL = dataclasses.replace(FLUX_TINY, guidance_embeds=False)
 
 PRESETS: Dict[str, FluxConfig] = {

