@@ -12,7 +12,7 @@ Names: `shared.weight` is the token embedding; transformers ties `encoder.embed_
 checkpoints may carry either or both: `load_t5_checkpoint` accepts both spellings.
 """
 import math
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -195,22 +195,3 @@ def t5_checkpoint_key(key: str) -> Optional[str]:
 def load_t5_checkpoint(model: T5Encoder, path: str, dtype: Optional[torch.dtype] = None) -> None:
     """Strictly loads a transformers T5EncoderModel / T5 checkpoint (safetensors, sharded or not)."""
     load_checkpoint_strict(model, path, t5_checkpoint_key, dtype)
-
-
-def t5_reference_state_dict_names(names: List[str]) -> List[str]:
-    """Maps transformers T5EncoderModel state-dict names to ours (drops the tied alias)."""
-    out: List[str] = []
-    for n in names:
-        m = t5_checkpoint_key(n)
-        if m is not None and m not in out:
-            out.append(m)
-    return out
-
-
-def t5_param_count(cfg: T5EncoderConfig) -> Tuple[int, int]:
-    """(parameters, bytes in bf16) of the encoder, for planning exports."""
-    inner = cfg.num_heads * cfg.d_kv
-    per_layer = 4 * cfg.d_model * inner + 3 * cfg.d_model * cfg.d_ff + 2 * cfg.d_model
-    n = cfg.vocab_size * cfg.d_model + cfg.num_layers * per_layer + cfg.d_model + \
-        cfg.relative_attention_num_buckets * cfg.num_heads
-    return n, 2 * n
