@@ -206,6 +206,23 @@ def test_grat_equals_diffusers_with_identical_mask(tiny, pattern, h, w, gh, gw, 
     assert rel_err(run_ours(ours, d, h, w), expect) > 1e-3
 
 
+def test_valid_text_per_batch_item(tiny):
+    """valid_text with one value per item: each item equals the reference run alone with
+    its own padding mask."""
+    cfg, ref, _, scripted = tiny
+    h, w, valid = 10, 7, [5, 2]
+    d = inputs(cfg, 2, h, w, seed=11)
+    got = run_ours(scripted, d, h, w, "X", 4, 3, 1, valid)
+    for i, v in enumerate(valid):
+        item = {k: (x[i:i + 1] if x is not None else None) for k, x in d.items()}
+        mask = torch.ops.grat.attention_mask([h, w], [4, 3], "X", 1, TEXT, True, v, False)
+        ref.set_attn_processor(MaskedSDPAProcessor(mask))
+        try:
+            assert rel_err(got[i:i + 1], run_ref(ref, item, h, w)) < 1e-4
+        finally:
+            ref.set_attn_processor(FluxAttnProcessor())
+
+
 # --------------------------------------------------------------------------- TorchScript
 
 def test_one_scripted_module_serves_every_shape_and_reloads(tiny, tmp_path):
