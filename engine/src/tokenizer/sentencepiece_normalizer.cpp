@@ -1,0 +1,126 @@
+#include "grat/tokenizer/sentencepiece_normalizer.h"
+
+#include <cstring>
+
+#include "grat/tokenizer/tokenizer_error.h"
+#include "grat/tokenizer/utf8.h"
+
+namespace grat::tokenizer {
+namespace {
+
+constexpr std::string_view kSpaceSymbol = "\xe2\x96\x81";  // U+2581
+
+// darts-clone double-array units (see darts.h: DoubleArrayUnit).
+inline bool HasLeaf(uint32_t unit) { return ((unit >> 8) & 1) != 0; }
+inline uint32_t Value(uint32_t unit) { return unit & ((1U << 31) - 1); }
+inline uint32_t Label(uint32_t unit) { return unit & ((1U << 31) | 0xFF); }
+inline uint32_t Offset(uint32_t unit) { return (unit >> 10) << ((unit & (1U << 9)) >> 6); }
+
+}  // namespace
+
+SentencePieceNormalizer::SentencePieceNormalizer(const SentencePieceModel& model)
+    : add_dummy_prefix_(model.add_dummy_prefix),
+      remove_extra_whitespaces_(model.remove_extra_whitespaces),
+      escape_whitespaces_(model.escape_whitespaces),
+      treat_whitespace_as_suffix_(model.treat_whitespace_as_suffix) {
+  const std::string& blob = model.precompiled_charsmap;
+  if (blob.empty()) return;
+  const auto fail = [](const std::string& why) {
+    throw TokenizerError(TokenizerError::Code::kCorruptFile,
+                         "sentencepiece model: precompiled_charsmap " + why);
+  };
+  if (blob.size() <= 4) fail("is too short");
+  uint32_t trie_size = 0;
+  for (int k = 0; k < 4; ++k) {
+    trie_size |= static_cast<uint32_t>(static_cast<unsigned char>(blob[k])) << (8 * k);
+  }
+  if (trie_size >= blob.size() - 4 || trie_size % 4 != 0 || trie_size == 0) {
+    fail("has a trie size (" + std::to_string(trie_size) + ") that does not fit the blob");
+  }
+  trie_.resize(trie_size / 4);
+  std::memcpy(trie_.data(), blob.data() + 4, trie_size);  // little-endian host
+  replacements_ = blob.substr(4 + trie_size);
+  if (replacements_.empty() || replacements_.back() != '\0') {
+    fail("replacement strings are not NUL-terminated");
+  }
+}
+
+std::pair<std::string_view, std::size_t> SentencePieceNormalizer::NormalizePrefix(
+    std::string_view input) const {
+  if (input.empty()) return {input, 0};
+  std::size_t longest_length = 0;
+  uint32_t longest_value = 0;
+  if (!trie_.empty()) {
+    // commonPrefixSearch of darts-clone, keeping the longest match.
+    std::size_t node = Offset(trie_[0]);
+    for (std::size_t i = 0; i < input.size(); ++i) {
+      const auto byte = static_cast<unsigned char>(input[i]);
+      node ^= byte;
+      if (node >= trie_.size()) break;
+      const uint32_t unit = trie_[node];
+      if (Label(unit) != byte) break;
+      node ^= Offset(unit);
+      if (node >= trie_.size()) break;
+      if (HasLeaf(unit)) {
+        longest_length = i + 1;
+        longest_value = Value(trie_[node]);
+      }
+    }
+  }
+  if (longest_length == 0 || longest_value >= replacements_.size()) {
+    const std::size_t length =
+        std::min(Utf8SequenceLength(static_cast<unsigned char>(input[0])), input.size());
+    return {input.substr(0, length), length};
+  }
+  const char* replacement = replacements_.data() + longest_value;
+  return {std::string_view(replacement, std::strlen(replacement)), longest_length};
+}
+
+std::string SentencePieceNormalizer::Normalize(std::string_view input) const {
+  std::string normalized;
+  normalized.reserve(input.size() * 3);
+  if (remove_extra_whitespaces_) {
+    while (!input.empty()) {
+      const auto [piece, consumed] = NormalizePrefix(input);
+      if (piece != " ") break;
+      input.remove_prefix(consumed);
+    }
+  }
+  if (input.empty()) return normalized;
+  const auto add_space = [&] {
+    if (escape_whitespaces_) {
+      normalized.append(kSpaceSymbol);
+    } else {
+      normalized.push_back(' ');
+    }
+  };
+  if (!treat_whitespace_as_suffix_ && add_dummy_prefix_) add_space();
+  bool is_prev_space = remove_extra_whitespaces_;
+  while (!input.empty()) {
+    auto [piece, consumed] = NormalizePrefix(input);
+    while (is_prev_space && !piece.empty() && piece.front() == ' ') piece.remove_prefix(1);
+    if (!piece.empty()) {
+      for (char c : piece) {
+        if (escape_whitespaces_ && c == ' ') {
+          normalized.append(kSpaceSymbol);
+        } else {
+          normalized.push_back(c);
+        }
+      }
+      is_prev_space = piece.back() == ' ';
+    }
+    input.remove_prefix(consumed);
+    if (!remove_extra_whitespaces_) is_prev_space = false;
+  }
+  if (remove_extra_whitespaces_) {
+    const std::string_view space = escape_whitespaces_ ? kSpaceSymbol : std::string_view(" ");
+    while (normalized.size() >= space.size() &&
+           std::string_view(normalized).substr(normalized.size() - space.size()) == space) {
+      normalized.resize(normalized.size() - space.size());
+    }
+  }
+  if (treat_whitespace_as_suffix_ && add_dummy_prefix_) add_space();
+  return normalized;
+}
+
+}  // namespace grat::tokenizer
