@@ -7,7 +7,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-/tmp/grat-gpu-build}
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  cmake -S "$root" -B "$build" -G Ninja -DGRAT_BUILD_TESTS=OFF \
+  cmake -S "$root/tests/gpu" -B "$build" -G Ninja \
     -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a;80}" >/dev/null
   ninja -C "$build" grat_kernels
 fi
