@@ -187,6 +187,23 @@ def _fmt(keys: Iterable[str], limit: int = 20) -> str:
     return f"{len(keys)} [{shown}{', ...' if len(keys) > limit else ''}]"
 
 
+def _squeezable(shape: Tuple[int, ...], want: Tuple[int, ...]) -> bool:
+    """A 1x1 convolution's weight [o, i, 1, 1] for a linear layer's [o, i] (the original VAE layout)."""
+    n = len(want)
+    return len(shape) > n and shape[:n] == want and all(d == 1 for d in shape[n:])
+
+
+def checkpoint_keys(path: str) -> List[str]:
+    """All tensor names of a checkpoint (every shard), without reading tensors."""
+    from safetensors import safe_open
+
+    keys: List[str] = []
+    for file in safetensors_files(path):
+        with safe_open(file, framework="pt") as f:
+            keys.extend(f.keys())
+    return keys
+
+
 def load_checkpoint_strict(module: torch.nn.Module, path: str,
                            rename: Callable[[str], Optional[str]],
                            dtype: Optional[torch.dtype] = None) -> None:
@@ -195,7 +212,8 @@ def load_checkpoint_strict(module: torch.nn.Module, path: str,
     `rename(checkpoint_key)` gives the module's name for a key, or None for keys known not to belong to this
     module (for instance the VAE encoder's weights in a diffusers AutoencoderKL file). Any module key left
     without a value, any checkpoint key that `rename` maps to a name the module lacks, and any shape mismatch
-    raise CheckpointError naming them; nothing is loaded then. Shards are read one at a time. Parameters on the
+    (other than a 1x1 convolution's weight for a linear layer's) raise CheckpointError naming them; nothing is
+    loaded then. Shards are read one at a time. Parameters on the
     meta device are replaced by the loaded tensors (assign), others are copied into (cast to their dtype).
     `dtype`, if given, casts floating tensors on the way.
     """
@@ -220,7 +238,7 @@ def load_checkpoint_strict(module: torch.nn.Module, path: str,
                 if name in found:
                     continue  # an alias of a key already taken (e.g. T5's tied embed_tokens)
                 shape = tuple(f.get_slice(key).get_shape())
-                if shape != expected[name]:
+                if shape != expected[name] and not _squeezable(shape, expected[name]):
                     mismatched.append(f"{key}: checkpoint {list(shape)} vs module {list(expected[name])}")
                     mismatched_names.add(name)
                     continue
@@ -241,6 +259,8 @@ def load_checkpoint_strict(module: torch.nn.Module, path: str,
         with safe_open(file, framework="pt") as f:
             for key, name in pairs:
                 t = f.get_tensor(key)
+                if tuple(t.shape) != expected[name]:  # a 1x1 conv stored for a linear layer
+                    t = t.reshape(expected[name])
                 if dtype is not None and t.is_floating_point():
                     t = t.to(dtype)
                 state[name] = t

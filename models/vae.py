@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.encoder_configs import VAEDecoderConfig, load_checkpoint_strict
+from models.encoder_configs import VAEDecoderConfig, checkpoint_keys, load_checkpoint_strict
 
 
 class ResnetBlock2D(nn.Module):
@@ -226,6 +226,44 @@ class VAEDecoder(nn.Module):
         return out
 
 
+_LDM_PREFIXES = ("first_stage_model.", "vae.")
+_LDM_ATTN = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
+
+
+def vae_ldm_checkpoint_key(key: str, num_up_blocks: int) -> Optional[str]:
+    """Original (Black Forest Labs `ae.safetensors` / LDM) VAE key -> VAEDecoder name, as diffusers'
+    convert_ldm_vae_checkpoint maps it: mid.block_{1,2} -> mid_block.resnets.{0,1}, mid.attn_1 (1x1 convs)
+    -> mid_block.attentions.0, up.{b} -> up_blocks.{n-1-b}, nin_shortcut -> conv_shortcut, norm_out ->
+    conv_norm_out. None for the encoder half and quant_conv."""
+    for prefix in _LDM_PREFIXES:
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+    if key.startswith("encoder.") or key.startswith("quant_conv."):
+        return None
+    parts = key.split(".")
+    if parts[0] != "decoder" or len(parts) < 3:
+        return key
+    if parts[1] == "norm_out":
+        return "decoder.conv_norm_out." + ".".join(parts[2:])
+    if parts[1] == "mid" and parts[2] in ("block_1", "block_2") and len(parts) >= 5:
+        layer = parts[3].replace("nin_shortcut", "conv_shortcut")
+        return f"decoder.mid_block.resnets.{int(parts[2][-1]) - 1}.{layer}." + ".".join(parts[4:])
+    if parts[1] == "mid" and parts[2] == "attn_1" and len(parts) == 5 and parts[3] in _LDM_ATTN:
+        return f"decoder.mid_block.attentions.0.{_LDM_ATTN[parts[3]]}.{parts[4]}"
+    if parts[1] == "up" and len(parts) >= 5 and parts[2].isdigit():
+        i = num_up_blocks - 1 - int(parts[2])
+        if parts[3] == "block" and len(parts) >= 6:
+            layer = parts[5].replace("nin_shortcut", "conv_shortcut")
+            return f"decoder.up_blocks.{i}.resnets.{parts[4]}.{layer}." + ".".join(parts[6:])
+        if parts[3] == "upsample":
+            return f"decoder.up_blocks.{i}.upsamplers.0." + ".".join(parts[4:])
+    return key
+
+
+def is_ldm_vae_checkpoint(keys: List[str]) -> bool:
+    return any(".mid.block_1." in k or ".up.0.block." in k for k in keys)
+
+
 def vae_checkpoint_key(key: str) -> Optional[str]:
     """diffusers AutoencoderKL key -> VAEDecoder name; the encoder half and the (unused by FLUX) quant convs
     are not part of the decoder. A post_quant_conv in the file is refused (FLUX's VAE has none)."""
@@ -235,5 +273,10 @@ def vae_checkpoint_key(key: str) -> Optional[str]:
 
 
 def load_vae_checkpoint(model: VAEDecoder, path: str, dtype: Optional[torch.dtype] = None) -> None:
-    """Strictly loads the decoder of a diffusers AutoencoderKL checkpoint (vae/diffusion_pytorch_model.safetensors)."""
-    load_checkpoint_strict(model, path, vae_checkpoint_key, dtype)
+    """Strictly loads the decoder of a diffusers AutoencoderKL checkpoint (vae/diffusion_pytorch_model.safetensors)
+    or of the original FLUX layout (ae.safetensors), told apart by their key names."""
+    if is_ldm_vae_checkpoint(checkpoint_keys(path)):
+        n = len(model.decoder.up_blocks)
+        load_checkpoint_strict(model, path, lambda k: vae_ldm_checkpoint_key(k, n), dtype)
+    else:
+        load_checkpoint_strict(model, path, vae_checkpoint_key, dtype)

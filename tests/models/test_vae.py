@@ -177,3 +177,52 @@ def test_bf16_scripted_close_to_fp32(pair):
         assert out.dtype == torch.bfloat16
         assert rel_err(out, ours(lat, 8)) < 5e-2
         assert half.decode_image(lat.to(torch.bfloat16), 0).dtype == torch.uint8
+
+
+def _to_ldm(diffusers_state, num_up_blocks):
+    """diffusers AutoencoderKL decoder keys -> the original (BFL ae.safetensors / LDM) layout."""
+    out = {}
+    attn = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+    for k, v in diffusers_state.items():
+        if not k.startswith("decoder."):
+            continue
+        n = k.replace("conv_shortcut", "nin_shortcut").replace("decoder.conv_norm_out.", "decoder.norm_out.")
+        for r in (0, 1):
+            n = n.replace(f"decoder.mid_block.resnets.{r}.", f"decoder.mid.block_{r + 1}.")
+        if n.startswith("decoder.mid_block.attentions.0."):
+            layer, leaf = n[len("decoder.mid_block.attentions.0."):].rsplit(".", 1)
+            n = f"decoder.mid.attn_1.{attn[layer]}.{leaf}"
+            if leaf == "weight" and v.dim() == 2:
+                v = v[:, :, None, None]  # 1x1 convolutions in the original
+        for i in range(num_up_blocks):
+            b = num_up_blocks - 1 - i
+            n = n.replace(f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{b}.block.")
+            n = n.replace(f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{b}.upsample.")
+        out[n] = v.clone().contiguous()
+    return out
+
+
+def test_loader_original_flux_layout(pair, tmp_path):
+    """The original FLUX ae.safetensors layout loads to the same decoder; the layout used here is checked
+    against diffusers' own converter (convert_ldm_vae_checkpoint)."""
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+    from safetensors.torch import save_file
+    cfg, ref, ours, _ = pair
+    state = ref.state_dict()
+    n = len(cfg.block_out_channels)
+    ldm = _to_ldm(state, n)
+    assert "decoder.mid.attn_1.q.weight" in ldm and "decoder.up.0.block.0.conv1.weight" in ldm
+    back = convert_ldm_vae_checkpoint(dict(ldm), cfg.reference_kwargs())
+    assert set(back) == {k for k in state if k.startswith("decoder.")}
+    assert all(torch.equal(back[k], state[k]) for k in back)
+    ldm["encoder.conv_in.weight"] = torch.zeros(1)  # the encoder half is skipped
+    save_file(ldm, str(tmp_path / "ae.safetensors"))
+    fresh = VAEDecoder(cfg).eval()
+    load_vae_checkpoint(fresh, str(tmp_path / "ae.safetensors"))
+    lat = _latents(1, 4, 4, seed=6)
+    with torch.no_grad():
+        assert torch.equal(fresh(lat), ours(lat))
+    del ldm["decoder.up.1.upsample.conv.bias"]
+    save_file(ldm, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(CheckpointError, match=r"decoder\.up_blocks\.2\.upsamplers\.0\.conv\.bias"):
+        load_vae_checkpoint(VAEDecoder(cfg), str(tmp_path / "bad.safetensors"))
