@@ -394,12 +394,96 @@ def _describe(names: Iterable[str], limit: int = 12) -> str:
     return ", ".join(names[:limit]) + more
 
 
+_BFL_PREFIX = "model.diffusion_model."
+
+
+def is_bfl_layout(keys: Iterable[str]) -> bool:
+    """True for the original Black Forest Labs layout (flux1-dev.safetensors style names)."""
+    return any(k.startswith(("double_blocks.", "single_blocks.", _BFL_PREFIX)) for k in keys)
+
+
+def bfl_to_diffusers(state: Dict[str, Tensor], config: FluxConfig) -> Dict[str, Tensor]:
+    """Renames/splits an original-layout (BFL) Flux state dict into diffusers names, as
+    diffusers' convert_flux_transformer_checkpoint_to_diffusers does (any width): fused qkv
+    and linear1 split into q/k/v(/mlp), final adaLN (shift, scale) swapped to (scale, shift).
+    Missing source keys raise KeyError naming them; unused ones come back unchanged (they
+    then fail the strict load as unexpected)."""
+    src = {(k[len(_BFL_PREFIX):] if k.startswith(_BFL_PREFIX) else k): v
+           for k, v in state.items()}
+    out: Dict[str, Tensor] = {}
+    missing: List[str] = []
+    dim = config.inner_dim
+
+    def take(name: str) -> Optional[Tensor]:
+        if name not in src:
+            missing.append(name)
+            return None
+        return src.pop(name)
+
+    def put(dst: str, name: str, suffixes=(".weight", ".bias")) -> None:
+        for suffix in suffixes:
+            t = take(name + suffix)
+            if t is not None:
+                out[dst + suffix.replace(".scale", ".weight")] = t
+
+    def split(dsts: List[str], name: str, sizes: List[int]) -> None:
+        for suffix in (".weight", ".bias"):
+            t = take(name + suffix)
+            if t is not None:
+                for dst, part in zip(dsts, torch.split(t, sizes, dim=0)):
+                    out[dst + suffix] = part
+
+    emb = "time_text_embed."
+    for ours, theirs in (("timestep_embedder", "time_in"), ("text_embedder", "vector_in")) + (
+            (("guidance_embedder", "guidance_in"),) if config.guidance_embeds else ()):
+        put(emb + ours + ".linear_1", theirs + ".in_layer")
+        put(emb + ours + ".linear_2", theirs + ".out_layer")
+    put("context_embedder", "txt_in")
+    put("x_embedder", "img_in")
+    for i in range(config.num_layers):
+        b, o = f"double_blocks.{i}.", f"transformer_blocks.{i}."
+        put(o + "norm1.linear", b + "img_mod.lin")
+        put(o + "norm1_context.linear", b + "txt_mod.lin")
+        split([o + "attn.to_q", o + "attn.to_k", o + "attn.to_v"], b + "img_attn.qkv", [dim] * 3)
+        split([o + "attn.add_q_proj", o + "attn.add_k_proj", o + "attn.add_v_proj"],
+              b + "txt_attn.qkv", [dim] * 3)
+        for stream, q, k in (("img", "norm_q", "norm_k"), ("txt", "norm_added_q", "norm_added_k")):
+            put(o + "attn." + q, b + stream + "_attn.norm.query_norm", (".scale",))
+            put(o + "attn." + k, b + stream + "_attn.norm.key_norm", (".scale",))
+        for stream, ff in (("img", "ff"), ("txt", "ff_context")):
+            put(o + ff + ".net.0.proj", b + stream + "_mlp.0")
+            put(o + ff + ".net.2", b + stream + "_mlp.2")
+        put(o + "attn.to_out.0", b + "img_attn.proj")
+        put(o + "attn.to_add_out", b + "txt_attn.proj")
+    mlp = int(dim * config.mlp_ratio)
+    for i in range(config.num_single_layers):
+        b, o = f"single_blocks.{i}.", f"single_transformer_blocks.{i}."
+        put(o + "norm.linear", b + "modulation.lin")
+        split([o + "attn.to_q", o + "attn.to_k", o + "attn.to_v", o + "proj_mlp"], b + "linear1",
+              [dim, dim, dim, mlp])
+        put(o + "attn.norm_q", b + "norm.query_norm", (".scale",))
+        put(o + "attn.norm_k", b + "norm.key_norm", (".scale",))
+        put(o + "proj_out", b + "linear2")
+    put("proj_out", "final_layer.linear")
+    for suffix in (".weight", ".bias"):
+        t = take("final_layer.adaLN_modulation.1" + suffix)
+        if t is not None:
+            shift, scale = t.chunk(2, dim=0)
+            out["norm_out.linear" + suffix] = torch.cat([scale, shift], dim=0)
+    if missing:
+        raise KeyError(f"flux checkpoint (original layout) lacks keys [{_describe(missing)}]")
+    out.update(src)
+    return out
+
+
 def load_diffusers_weights(model: nn.Module, path: str, dtype: Optional[torch.dtype] = None,
                            device: Union[str, torch.device, None] = None) -> nn.Module:
-    """Loads a diffusers-format checkpoint into `model` strictly: every parameter must be
-    present with its shape, and no extra tensor may exist (error names the keys). Tensors are
-    cast to `dtype` (default: the model's) and put on `device` (default: the model's, or CPU
-    for a model on the meta device, whose parameters are then replaced, not copied)."""
+    """Loads a checkpoint into `model` strictly: every parameter must be present with its
+    shape, and no extra tensor may exist (error names the keys). Diffusers names load as they
+    are; the original BFL layout (flux1-dev.safetensors) is converted first (needs `model` to
+    be a FluxTransformer). Tensors are cast to `dtype` (default: the model's) and put on
+    `device` (default: the model's, or CPU for a model on the meta device, whose parameters
+    are then replaced, not copied)."""
     from safetensors import safe_open
 
     params = dict(model.named_parameters())
@@ -409,26 +493,36 @@ def load_diffusers_weights(model: nn.Module, path: str, dtype: Optional[torch.dt
     if device is None:
         device = "cpu" if first.is_meta else first.device
     files = checkpoint_files(path)
-    found: Dict[str, Tuple[str, List[int]]] = {}
+
+    def read_all() -> Dict[str, Tensor]:
+        state: Dict[str, Tensor] = {}
+        for file in files:
+            with safe_open(file, framework="pt", device="cpu") as f:
+                for key in f.keys():
+                    state[key] = f.get_tensor(key).to(device=device, dtype=dtype)
+        return state
+
+    shapes: Dict[str, List[int]] = {}
     for file in files:
         with safe_open(file, framework="pt") as f:
             for key in f.keys():
-                found[key] = (file, list(f.get_slice(key).get_shape()))
-    missing = set(params) - set(found)
-    unexpected = set(found) - set(params)
+                shapes[key] = list(f.get_slice(key).get_shape())
+    state: Optional[Dict[str, Tensor]] = None
+    if is_bfl_layout(shapes):
+        if not isinstance(model, FluxTransformer):
+            raise TypeError("flux checkpoint: the original layout needs a FluxTransformer")
+        state = bfl_to_diffusers(read_all(), model.config)
+        shapes = {k: list(v.shape) for k, v in state.items()}
+    missing = set(params) - set(shapes)
+    unexpected = set(shapes) - set(params)
     if missing or unexpected:
         raise KeyError(f"flux checkpoint {path} does not match the model: missing keys "
                        f"[{_describe(missing)}]; unexpected keys [{_describe(unexpected)}]")
-    bad = [f"{k}: checkpoint {found[k][1]} vs model {list(p.shape)}" for k, p in params.items()
-           if found[k][1] != list(p.shape)]
+    bad = [f"{k}: checkpoint {shapes[k]} vs model {list(p.shape)}" for k, p in params.items()
+           if shapes[k] != list(p.shape)]
     if bad:
         raise ValueError(f"flux checkpoint {path}: shape mismatch: {'; '.join(bad[:12])}")
-    state: Dict[str, Tensor] = {}
-    for file in files:
-        with safe_open(file, framework="pt", device="cpu") as f:
-            for key in f.keys():
-                state[key] = f.get_tensor(key).to(device=device, dtype=dtype)
-    model.load_state_dict(state, strict=True, assign=True)
+    model.load_state_dict(read_all() if state is None else state, strict=True, assign=True)
     return model
 
 
@@ -436,7 +530,8 @@ def load_flux_checkpoint(path: str, config: Optional[FluxConfig] = None,
                          dtype: torch.dtype = torch.bfloat16,
                          device: Union[str, torch.device] = "cpu") -> FluxTransformer:
     """Builds a FluxTransformer from a diffusers-format transformer folder (config.json +
-    safetensors) without allocating random weights first, then loads it strictly."""
+    safetensors) without allocating random weights first, then loads it strictly. For an
+    original-layout file (flux1-dev.safetensors) pass `config` (e.g. preset("flux-dev"))."""
     if config is None:
         folder = path if os.path.isdir(path) else os.path.dirname(path)
         cfg_path = os.path.join(folder, "config.json")

@@ -300,3 +300,91 @@ def test_loader_is_strict(tmp_path):
     with pytest.raises(ValueError, match="bogus"):
         load_flux_checkpoint(str(tmp_path))
     assert os.path.exists(tmp_path / "config.json")
+
+
+# --------------------------------------------------------------------------- original layout
+
+def to_bfl(sd, cfg):
+    """diffusers names -> the original Black Forest Labs layout (test-side inverse)."""
+    sd, out = dict(sd), {}
+
+    def mv(src, dst, weight_name="weight"):
+        out[dst + "." + weight_name] = sd.pop(src + ".weight")
+        if weight_name == "weight":
+            out[dst + ".bias"] = sd.pop(src + ".bias")
+
+    def cat(srcs, dst):
+        for s in ("weight", "bias"):
+            out[f"{dst}.{s}"] = torch.cat([sd.pop(f"{x}.{s}") for x in srcs])
+
+    e = "time_text_embed."
+    pairs = [("timestep_embedder", "time_in"), ("text_embedder", "vector_in")]
+    if cfg.guidance_embeds:
+        pairs.append(("guidance_embedder", "guidance_in"))
+    for a, b in pairs:
+        mv(e + a + ".linear_1", b + ".in_layer")
+        mv(e + a + ".linear_2", b + ".out_layer")
+    mv("context_embedder", "txt_in")
+    mv("x_embedder", "img_in")
+    for i in range(cfg.num_layers):
+        o, b = f"transformer_blocks.{i}.", f"double_blocks.{i}."
+        mv(o + "norm1.linear", b + "img_mod.lin")
+        mv(o + "norm1_context.linear", b + "txt_mod.lin")
+        cat([o + "attn.to_q", o + "attn.to_k", o + "attn.to_v"], b + "img_attn.qkv")
+        cat([o + "attn.add_q_proj", o + "attn.add_k_proj", o + "attn.add_v_proj"],
+            b + "txt_attn.qkv")
+        mv(o + "attn.norm_q", b + "img_attn.norm.query_norm", "scale")
+        mv(o + "attn.norm_k", b + "img_attn.norm.key_norm", "scale")
+        mv(o + "attn.norm_added_q", b + "txt_attn.norm.query_norm", "scale")
+        mv(o + "attn.norm_added_k", b + "txt_attn.norm.key_norm", "scale")
+        mv(o + "ff.net.0.proj", b + "img_mlp.0")
+        mv(o + "ff.net.2", b + "img_mlp.2")
+        mv(o + "ff_context.net.0.proj", b + "txt_mlp.0")
+        mv(o + "ff_context.net.2", b + "txt_mlp.2")
+        mv(o + "attn.to_out.0", b + "img_attn.proj")
+        mv(o + "attn.to_add_out", b + "txt_attn.proj")
+    for i in range(cfg.num_single_layers):
+        o, b = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
+        mv(o + "norm.linear", b + "modulation.lin")
+        cat([o + "attn.to_q", o + "attn.to_k", o + "attn.to_v", o + "proj_mlp"], b + "linear1")
+        mv(o + "attn.norm_q", b + "norm.query_norm", "scale")
+        mv(o + "attn.norm_k", b + "norm.key_norm", "scale")
+        mv(o + "proj_out", b + "linear2")
+    mv("proj_out", "final_layer.linear")
+    for s in ("weight", "bias"):
+        scale, shift = sd.pop(f"norm_out.linear.{s}").chunk(2)
+        out[f"final_layer.adaLN_modulation.1.{s}"] = torch.cat([shift, scale])
+    assert not sd, sorted(sd)
+    return out
+
+
+@pytest.mark.parametrize("name", ["flux-dev", "flux-schnell"])
+def test_original_layout_conversion_matches_diffusers_converter(name):
+    from diffusers.loaders.single_file_utils import \
+        convert_flux_transformer_checkpoint_to_diffusers as convert
+    from models.flux import bfl_to_diffusers
+    cfg = preset(name)
+    ours = build_flux(cfg, device="meta")
+    bfl = to_bfl(ours.state_dict(), cfg)
+    bfl = {"model.diffusion_model." + k: v for k, v in bfl.items()}
+    want = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    source = dict(bfl)
+    theirs = convert(source)
+    assert not source, "diffusers' converter left keys of our BFL naming unused"
+    assert {k: tuple(v.shape) for k, v in theirs.items()} == want
+    assert {k: tuple(v.shape) for k, v in bfl_to_diffusers(bfl, cfg).items()} == want
+
+
+def test_load_original_layout_file(tmp_path):
+    from safetensors.torch import save_file
+    cfg, ref, _ = make_pair("flux-tiny", seed=5)
+    bfl = to_bfl({k: v.contiguous() for k, v in ref.state_dict().items()}, cfg)
+    save_file(bfl, str(tmp_path / "flux1-tiny.safetensors"))
+    model = load_flux_checkpoint(str(tmp_path / "flux1-tiny.safetensors"), config=cfg,
+                                 dtype=torch.float32)
+    d = inputs(cfg, 1, 4, 6)
+    assert rel_err(run_ours(model, d, 4, 6), run_ref(ref, d, 4, 6)) < 1e-4
+    bfl.pop("single_blocks.1.linear2.bias")
+    save_file(bfl, str(tmp_path / "broken.safetensors"))
+    with pytest.raises(KeyError, match="single_blocks.1.linear2.bias"):
+        load_flux_checkpoint(str(tmp_path / "broken.safetensors"), config=cfg)
