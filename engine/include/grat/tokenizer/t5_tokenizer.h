@@ -1,7 +1,16 @@
-// T5Tokenizer: the T5 / Flux text tokenizer from a sentencepiece `spiece.model`, producing the
-// ids transformers' T5Tokenizer (tokenizer.json of google/t5-v1_1-xxl) and the Python
-// sentencepiece package produce: normalize, unigram segmentation, append </s>, truncate to
-// max_length keeping </s>, pad with <pad>. Immutable after Load: Encode is thread-safe.
+// T5Tokenizer: the T5 / Flux text tokenizer from a sentencepiece `spiece.model`: normalize,
+// unigram segmentation, append </s>, truncate to max_length keeping </s>, pad with <pad>.
+// Immutable after Load: Encode is thread-safe.
+//
+// The ids are sentencepiece's (the Python package; BFL's Flux code, via transformers v4's slow
+// T5Tokenizer), with special tokens written in the prompt taken as transformers takes them.
+// transformers v5's T5Tokenizer (and diffusers' T5TokenizerFast, both on `tokenizers`) gives
+// the same ids except where its normalization differs from sentencepiece's:
+//  - its Precompiled normalizer looks the charsmap up per grapheme cluster (< 6 bytes) and
+//    keeps only the shortest matching rule, dropping the rest of the cluster: "o\u0302\u0323"
+//    becomes "ô" (sentencepiece: "ộ"), half-width "ｶﾞ", "ﬁ" + a combining mark;
+//  - it also splits words at U+0085 (NEL), which sentencepiece keeps as a character.
+// tests/engine/test_t5_tokenizer.cpp checks both references on a corpus + random prompts.
 #pragma once
 
 #include <cstdint>
