@@ -11,6 +11,7 @@ pre-tokenized words (tokenizers' normalizer + split, before the byte-level mappi
 
 import json
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,6 +32,54 @@ def read_corpus(path):
     return prompts
 
 
+RANDOM_PROMPTS = 300
+
+# Pieces random prompts are drawn from: each pool stresses one stage of the tokenizers.
+POOLS = [
+    list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") + ["the", "fox", "light", "GRAT"],
+    list("0123456789") + ["3.14", "1,000", "\u0663", "\u00bd", "\u2167"],
+    list("!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~") + ["'s", "'T", "'re", "'LL", "'d", "'x", "''"],
+    [" ", "  ", "\t", "\n", "\r\n", "\u3000", "\u00a0", "\u2028", "\u2003", "\u200b", "\u0085"],
+    list("\u00e9\u00e8\u00ea\u00eb\u00e7\u00f1\u00fc\u00f6\u00c5\u00c6\u0130\u03a3\u1e9e")
+    + ["e\u0301", "a\u0308", "o\u0302\u0323", "\u1100\u1161\u11a8"],
+    list("\u6771\u4eac\u306e\u591c\u666f\u96e8\u4e2d\ub9c8\uc744\u0416\u044f\u05d0\u0627\u0928\u0e2a"),
+    list("\uff21\uff42\uff13\uff01\uff08\uff76\uff80\ufb01\u2460\u337b\u338f\u2122\u00b2\u2082"),
+    ["\U0001f600", "\U0001f525", "\U0001f44d\U0001f3fd", "\U0001f468\u200d\U0001f469\u200d\U0001f467",
+     "\U0001f1eb\U0001f1f7", "\u2764\ufe0f", "\u2603", "\u265e", "\U00031350", "\U000e0001"],
+    ["</s>", "<pad>", "<unk>", "<extra_id_0>", "<extra_id_42>", "<|startoftext|>", "<|endoftext|>",
+     "<|ENDOFTEXT|>", "<s>", "\u0007", "\u007f", "\u0000"],
+]
+
+
+def random_prompts(count, seed=20261127):
+    """Deterministic random prompts mixing every pool, some of them long."""
+    import random
+
+    rng = random.Random(seed)
+    prompts = []
+    for i in range(count):
+        length = rng.choice([1, 3, 8, 20, 60]) if i % 10 else rng.randint(150, 700)
+        weights = [rng.random() for _ in POOLS]
+        parts = [rng.choice(rng.choices(POOLS, weights)[0]) for _ in range(length)]
+        prompts.append("".join(parts))
+    return prompts
+
+
+def spm_with_special_tokens(sp, text, extra_id_0):
+    """sentencepiece ids of the text between special tokens, the special tokens' own ids."""
+    ids = []
+    specials = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    parts = re.split(r"(</s>|<pad>|<unk>|<extra_id_(?:[0-9]|[1-9][0-9])>)", text)
+    for i, part in enumerate(parts):
+        if i % 2 == 0:  # text between special tokens
+            ids += sp.encode(part) if part else []
+        elif part in specials:
+            ids.append(specials[part])
+        else:
+            ids.append(extra_id_0 - int(part[len("<extra_id_") : -1]))
+    return ids
+
+
 def main(out_dir):
     import sentencepiece as spm
     from tokenizers import Regex, normalizers, pre_tokenizers
@@ -49,7 +98,8 @@ def main(out_dir):
 
     cases = []
     disagreements = 0
-    for text in read_corpus(os.path.join(HERE, "tokenizer_corpus.txt")):
+    corpus = read_corpus(os.path.join(HERE, "tokenizer_corpus.txt"))
+    for text in corpus + random_prompts(RANDOM_PROMPTS):
         case = {
             "text": text,
             "spm_ids": sp.encode(text),
@@ -64,16 +114,24 @@ def main(out_dir):
         for n in CLIP_MAX_LENGTHS:
             enc = clip(text, padding="max_length", truncation=True, max_length=n)
             case["clip"][str(n)] = {"ids": enc["input_ids"], "mask": enc["attention_mask"]}
-        # The references agree except where transformers parses special tokens, and where the
-        # `tokenizers` Precompiled normalizer, which looks rules up per grapheme cluster and
-        # keeps only the shortest match, drops marks of a cluster that sentencepiece keeps.
-        hf_words = t5.backend_tokenizer.normalizer.normalize_str(text).split()
-        case["t5_grapheme_quirk"] = hf_words != case["spm_normalized"].replace("\u2581", " ").split()
+        # sentencepiece with transformers' special-token splitting: what T5Tokenizer (C++)
+        # must produce for every prompt.
+        case["t5_spm_segments"] = spm_with_special_tokens(sp, text, len(t5) - 1)
+        # transformers agrees with it except where its normalization differs: the `tokenizers`
+        # Precompiled normalizer looks rules up per grapheme cluster and keeps only the
+        # shortest match (dropping the cluster's other marks), and WhitespaceSplit also splits
+        # on white space that nmt_nfkc keeps (U+0085).
+        backend = t5.backend_tokenizer
+        hf_words = [
+            w.lstrip("\u2581")
+            for w, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))
+        ]
+        spm_words = [w for w in case["spm_normalized"].split("\u2581") if w]
+        case["t5_normalization_differs"] = hf_words != spm_words
         full = t5(text)["input_ids"]
-        if full != case["spm_ids"] + [t5.eos_token_id]:
+        if full != case["t5_spm_segments"] + [t5.eos_token_id]:
             disagreements += 1
-            why = "grapheme quirk" if case["t5_grapheme_quirk"] else "special tokens?"
-            print(f"note: sentencepiece and transformers differ ({why}) on {text[:50]!r}")
+            assert case["t5_normalization_differs"], f"unexplained difference on {text!r}"
         cases.append(case)
     expected = {
         "t5_max_lengths": T5_MAX_LENGTHS,
@@ -87,7 +145,8 @@ def main(out_dir):
     }
     with open(os.path.join(out_dir, "expected.json"), "w", encoding="utf-8") as f:
         json.dump(expected, f, ensure_ascii=False, indent=1)
-    print(f"{len(cases)} prompts, {disagreements} where sentencepiece != transformers")
+    print(f"{len(cases)} prompts ({len(corpus)} from the corpus); T5: transformers differs from "
+          f"sentencepiece (with special tokens) on {disagreements}, all explained by normalization")
 
 
 if __name__ == "__main__":
