@@ -123,24 +123,42 @@ def run_case(c, gen):
     return res
 
 
-def check_errors():
-    """Unsupported combinations must raise, never compute."""
-    ok = True
+ERROR_CASES = [  # (dtype, head_dim, tokens): each must raise a RuntimeError, never crash
+    (torch.float32, 64, 16), (torch.bfloat16, 96, 16), (torch.float16, 256, 16),
+    (torch.bfloat16, 64, 15),  # token count != prod(grid): the contract's own check
+]
+
+
+def error_case(i):
+    dtype, D, n = ERROR_CASES[i]
     c = dict(grid=[4, 4], group=[2, 2], pattern="B", text=0, text_first=True)
-    for dtype, D in [(torch.float32, 64), (torch.bfloat16, 96), (torch.float16, 256)]:
-        x = torch.randn(1, 16, 1, D, device="cuda", dtype=dtype)
-        try:
-            grat(x, x, x, c)
-            print(f"FAIL: no error for dtype={dtype} D={D}")
-            ok = False
-        except RuntimeError as e:
-            print(f"ok: {dtype} D={D} -> {str(e).splitlines()[0][:100]}")
+    x = torch.randn(1, n, 1, D, device="cuda", dtype=dtype)
+    try:
+        grat(x, x, x, c)
+    except RuntimeError as e:
+        print(f"ok: {dtype} D={D} tokens={n} -> {str(e).splitlines()[0][:110]}")
+        return True
+    print(f"FAIL: no error for dtype={dtype} D={D} tokens={n}")
+    return False
+
+
+def check_errors():
+    """Unsupported combinations must raise, never compute or crash (each in its own process)."""
+    import subprocess
+    ok = True
+    for i in range(len(ERROR_CASES)):
+        r = subprocess.run([sys.executable, __file__, sys.argv[1], "--error-case", str(i)],
+                           capture_output=True, text=True)
+        print(r.stdout.strip() or f"FAIL: error case {i} exited {r.returncode}: {r.stderr[-300:]}")
+        ok &= r.returncode == 0
     return ok
 
 
 def main():
     faulthandler.enable()
     torch.ops.load_library(sys.argv[1])
+    if "--error-case" in sys.argv:
+        sys.exit(0 if error_case(int(sys.argv[sys.argv.index("--error-case") + 1])) else 1)
     if "--errors-only" in sys.argv:
         sys.exit(0 if check_errors() else 1)
     small = "--small" in sys.argv

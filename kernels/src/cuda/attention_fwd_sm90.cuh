@@ -52,6 +52,16 @@ __device__ __forceinline__ void wg_ss(float* d, uint64_t da, uint64_t db, int sc
   }
 }
 template <typename T, int N>
+__device__ __forceinline__ void wg_ss0(float* d, uint64_t da, uint64_t db) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if constexpr (N == 128) wgmma::ss0_bf16_n128(d, da, db);
+    else wgmma::ss0_bf16_n64(d, da, db);
+  } else {
+    if constexpr (N == 128) wgmma::ss0_f16_n128(d, da, db);
+    else wgmma::ss0_f16_n64(d, da, db);
+  }
+}
+template <typename T, int N>
 __device__ __forceinline__ void wg_rs_tb(float* d, const uint32_t* a, uint64_t db) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     if constexpr (N == 128) wgmma::rs_bf16_n128_tb(d, a, db);
@@ -130,23 +140,29 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
   if (warp >= 8) {
     // Producer warpgroup.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
-    const int pt = tid - 256;
     const T* gk = static_cast<const T*>(p.k) + b * p.k_sb + head * p.k_sh;
     const T* gv = static_cast<const T*>(p.v) + b * p.v_sb + head * p.v_sh;
+    // Warp pw fills rows [32 pw, 32 pw + 32) of each tile: one row-map load per lane, then
+    // 32 / CH rows per instruction, each 16-byte chunk by one lane (coalesced rows).
+    const int pw = warp - 8;
+    constexpr int RPI = 32 / CH;  // rows per warp instruction
     int32_t k0 = rs;
     for (int n = 0;; ++n) {
       const int s = n % STAGES;
+      const int32_t mypos = k0 + pw * 32 + lane;
+      const int32_t myrow = mypos < re ? mem_row(p.rowmap, mypos) : -1;
       mbar_wait(&empty[s], ((n / STAGES) & 1) ^ 1);
       T* dk = sK + s * BN * D;
       T* dv = sV + s * BN * D;
-#pragma unroll 8
-      for (int i = pt; i < BN * CH; i += 128) {
-        const int r = i / CH, c = i % CH;
-        const int32_t pos = k0 + r;
-        const bool ok = pos < re;
-        const int64_t row = ok ? mem_row(p.rowmap, pos) : 0;
-        cp_async16(dk + TL::template off<BN>(r, c), ok ? gk + row * p.k_sn + c * 8 : gk, ok);
-        cp_async16(dv + TL::template off<BN>(r, c), ok ? gv + row * p.v_sn + c * 8 : gv, ok);
+      const int c = lane % CH;
+#pragma unroll
+      for (int m = 0; m < 32; m += RPI) {
+        const int r = m + lane / CH;
+        const int32_t row = __shfl_sync(0xffffffffu, myrow, r);
+        const bool ok = row >= 0;
+        const int64_t rr = ok ? row : 0;
+        cp_async16(dk + TL::template off<BN>(pw * 32 + r, c), gk + rr * p.k_sn + c * 8, ok);
+        cp_async16(dv + TL::template off<BN>(pw * 32 + r, c), gv + rr * p.v_sn + c * 8, ok);
       }
       mbar_arrive_cp_async(&full[s]);
       k0 += BN;
@@ -183,61 +199,63 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
   float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f};
+  const float sl2 = p.scale_log2;
+  const int col0 = (lane & 3) * 2;
 
-  int32_t k0 = rs;
-  for (int n = 0;; ++n) {
-    const int s = n % STAGES;
-    const int32_t lim = re - k0;
-    mbar_wait(&full[s], (n / STAGES) & 1);
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    const T* cK = sK + s * BN * D;
-    const T* cV = sV + s * BN * D;
-
-    float sc[BN / 2];
-    wgmma::fence();
+  auto issue_s = [&](float* sc, int stage) {
+    const T* cK = sK + stage * BN * D;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       const uint64_t da = smem_desc(sQ + (kk >> 2) * BM * 64 + wg * 64 * 64 + (kk & 3) * 16, 16, 1024);
       const uint64_t db = smem_desc(cK + (kk >> 2) * BN * 64 + (kk & 3) * 16, 16, 1024);
-      wg_ss<T, BN>(sc, da, db, kk > 0);
+      if (kk == 0) {
+        wg_ss0<T, BN>(sc, da, db);
+      } else {
+        wg_ss<T, BN>(sc, da, db, 1);
+      }
     }
-    wgmma::commit();
-    wgmma::wait<0>();
-
-    const int col0 = (lane & 3) * 2;
-    if (lim < BN) {
+  };
+  auto issue_pv = [&](const uint32_t (*pa)[4], int stage) {
+    const T* cV = sV + stage * BN * D;
 #pragma unroll
-      for (int nb = 0; nb < BN / 8; ++nb) {
+    for (int j = 0; j < BN / 16; ++j) {
+      // V rows j*16.., MN-major: 64-wide d blocks BN*64 elements apart, 8-key blocks 1 KiB apart.
+      wg_rs_tb<T, D>(o, pa[j], smem_desc(cV + j * 16 * 64, BN * 64 * 2, 1024));
+    }
+  };
+  // Online softmax of one S tile: masks keys >= lim, updates m/l, returns the O rescale
+  // factors and P (as the register-A fragments of the P V product).
+  auto softmax = [&](const float* sc_in, int32_t lim, uint32_t (*pa)[4], float* corr) {
+    // Masked copy (the wgmma accumulator registers are left untouched: writing them while
+    // the P V product is in flight would make ptxas serialise the wgmma pipeline).
+    float sc[BN / 2];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          if (nb * 8 + col0 + (j & 1) >= lim) sc[nb * 4 + j] = -INFINITY;
-        }
+    for (int nb = 0; nb < BN / 8; ++nb) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        sc[nb * 4 + j] = nb * 8 + col0 + (j & 1) < lim ? sc_in[nb * 4 + j] : -INFINITY;
       }
     }
     float mx[2] = {m_r[0], m_r[1]};
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb) {
-      mx[0] = fmaxf(mx[0], fmaxf(sc[nb * 4 + 0], sc[nb * 4 + 1]) * p.scale_log2);
-      mx[1] = fmaxf(mx[1], fmaxf(sc[nb * 4 + 2], sc[nb * 4 + 3]) * p.scale_log2);
+      mx[0] = fmaxf(mx[0], fmaxf(sc[nb * 4 + 0], sc[nb * 4 + 1]) * sl2);
+      mx[1] = fmaxf(mx[1], fmaxf(sc[nb * 4 + 2], sc[nb * 4 + 3]) * sl2);
     }
+    float rsum[2] = {0.f, 0.f};
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-    }
-    float corr[2], rsum[2] = {0.f, 0.f};
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
       corr[r] = exp2f(m_r[r] - mx[r]);
       m_r[r] = mx[r];
     }
-    uint32_t pa[BN / 16][4];
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb) {
-      const float p0 = exp2f(fmaf(sc[nb * 4 + 0], p.scale_log2, -mx[0]));
-      const float p1 = exp2f(fmaf(sc[nb * 4 + 1], p.scale_log2, -mx[0]));
-      const float p2 = exp2f(fmaf(sc[nb * 4 + 2], p.scale_log2, -mx[1]));
-      const float p3 = exp2f(fmaf(sc[nb * 4 + 3], p.scale_log2, -mx[1]));
+      const float p0 = exp2f(fmaf(sc[nb * 4 + 0], sl2, -mx[0]));
+      const float p1 = exp2f(fmaf(sc[nb * 4 + 1], sl2, -mx[0]));
+      const float p2 = exp2f(fmaf(sc[nb * 4 + 2], sl2, -mx[1]));
+      const float p3 = exp2f(fmaf(sc[nb * 4 + 3], sl2, -mx[1]));
       rsum[0] += p0 + p1;
       rsum[1] += p2 + p3;
       pa[nb >> 1][(nb & 1) * 2 + 0] = MmaType<T>::pack(p0, p1);
@@ -245,6 +263,45 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
     }
 #pragma unroll
     for (int r = 0; r < 2; ++r) l_r[r] = l_r[r] * corr[r] + rsum[r];
+  };
+
+  // Software pipeline (FlashAttention-3's intra-warpgroup overlap): while the tensor cores
+  // run S_n = Q K_n^T and O += P_{n-1} V_{n-1}, this warpgroup computes softmax(S_n).
+  int32_t k0 = rs;
+  float sc[BN / 2];
+  uint32_t pprev[BN / 16][4];
+  float corr[2];
+  mbar_wait(&full[0], 0);
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  wgmma::fence();
+  issue_s(sc, 0);
+  wgmma::commit();
+  wgmma::wait<0>();
+  softmax(sc, re - k0, pprev, corr);
+  int prev_stage = 0;
+  auto advance = [&]() {
+    k0 += BN;
+    if (k0 >= re) {
+      if (!gen.next(p.geom, rs, re)) return false;
+      k0 = rs;
+    }
+    return true;
+  };
+  // One pipeline step on tile n: P_{n-1} comes in `pin`, P_n leaves in `pout` (two register
+  // sets used alternately, so no copy sits between the wgmma issues).
+  auto step = [&](int n, const uint32_t (*pin)[4], uint32_t (*pout)[4]) {
+    const int s = n % STAGES;
+    mbar_wait(&full[s], (n / STAGES) & 1);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    wgmma::fence();
+    issue_s(sc, s);
+    wgmma::commit();
+    issue_pv(pin, prev_stage);
+    wgmma::commit();
+    wgmma::wait<1>();  // S_n ready; P_{n-1} V_{n-1} may still run
+    softmax(sc, re - k0, pout, corr);
+    wgmma::wait<0>();
+    mbar_arrive(&empty[prev_stage]);
 #pragma unroll
     for (int db = 0; db < D / 8; ++db) {
       o[db * 4 + 0] *= corr[0];
@@ -252,23 +309,28 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
       o[db * 4 + 2] *= corr[1];
       o[db * 4 + 3] *= corr[1];
     }
-
+    prev_stage = s;
+  };
+  // The last P V product (each call site names its register set statically).
+  auto finish = [&](const uint32_t (*plast)[4]) {
     wgmma::fence();
-#pragma unroll
-    for (int j = 0; j < BN / 16; ++j) {
-      // V rows j*16.., MN-major: 64-wide d blocks BN*64 elements apart, 8-key blocks 1 KiB apart.
-      const uint64_t db = smem_desc(cV + j * 16 * 64, BN * 64 * 2, 1024);
-      wg_rs_tb<T, D>(o, pa[j], db);
-    }
+    issue_pv(plast, prev_stage);
     wgmma::commit();
     wgmma::wait<0>();
-    mbar_arrive(&empty[s]);
-
-    k0 += BN;
-    if (k0 >= re) {
-      if (!gen.next(p.geom, rs, re)) break;
-      k0 = rs;
+    mbar_arrive(&empty[prev_stage]);
+  };
+  uint32_t pnext[BN / 16][4];
+  for (int n = 1;; n += 2) {
+    if (!advance()) {
+      finish(pprev);
+      break;
     }
+    step(n, pprev, pnext);
+    if (!advance()) {
+      finish(pnext);
+      break;
+    }
+    step(n + 1, pnext, pprev);
   }
 
 #pragma unroll

@@ -34,6 +34,17 @@ for ty, pt in [("bf16", "bf16"), ("f16", "f16")]:
       : "l"(da), "l"(db), "r"(scale_d));
 }}
 ''')
+        # SS, first k-step: D = A B (accumulators written only)
+        cons_w = cons.replace('"+f"', '"=f"')
+        out.append(f'''__device__ __forceinline__ void ss0_{ty}_n{n}(float* d, uint64_t da, uint64_t db) {{
+  asm volatile(
+      "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{nr+2}, 0;\\n"
+      "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{pt}.{pt} "
+      "{{{regs}}}, %{nr}, %{nr+1}, p, 1, 1, 0, 0;\\n}}\\n"
+      : {cons_w}
+      : "l"(da), "l"(db), "r"(0));
+}}
+''')
         # RS, trans-b = 1 (B is MN-major)
         out.append(f'''__device__ __forceinline__ void rs_{ty}_n{n}_tb(float* d, const uint32_t* a, uint64_t db) {{
   asm volatile(

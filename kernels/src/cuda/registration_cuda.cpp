@@ -1,6 +1,9 @@
 // CUDA implementation of grat::attention: input checks, the work decomposition, and the
-// launch of the portable (sm_80+) forward kernel. Unsupported inputs fail with a TORCH_CHECK
-// naming what is supported; nothing falls back silently.
+// launch of the forward kernels (Hopper wgmma on sm_90, portable mma.sync on sm_80+).
+// Unsupported inputs fail with a TORCH_CHECK naming what is supported; nothing falls back
+// silently. Integers in messages go through std::to_string: on the GPU host (torch 2.11
+// venv), streaming an integer into c10::str's ostringstream from this library segfaulted
+// in std::num_put (two libstdc++ locale instances, see notes/kernels.md).
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -8,6 +11,7 @@
 
 #include <cstdlib>
 #include <limits>
+#include <string>
 
 #include "../internal.h"
 #include "attention_params.h"
@@ -44,13 +48,15 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
               " (use the CPU reference for float32/float64)");
   const int64_t D = q_in.size(3);
   TORCH_CHECK(D == 64 || D == 128, "grat: the CUDA attention supports head_dim 64 and 128; got ",
-              D);
+              std::to_string(D));
   const int64_t B = q_in.size(0), N = q_in.size(1), H = q_in.size(2);
   TORCH_CHECK(N < std::numeric_limits<int32_t>::max(),
-              "grat: the CUDA attention supports fewer than 2^31 tokens; got ", N);
+              "grat: the CUDA attention supports fewer than 2^31 tokens; got ",
+              std::to_string(N));
   const auto props = at::cuda::getDeviceProperties(q_in.device().index());
   TORCH_CHECK(props->major >= 8, "grat: the CUDA attention needs compute capability 8.0 or "
-              "newer; device has ", props->major, ".", props->minor);
+              "newer; device has ", std::to_string(props->major), ".",
+              std::to_string(props->minor));
 
   c10::cuda::CUDAGuard guard(q_in.device());
   at::Tensor out = at::empty({B, N, H, D}, q_in.options());
@@ -112,7 +118,8 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
   }
   const int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * B * H;
   TORCH_CHECK(blocks < std::numeric_limits<int32_t>::max(),
-              "grat: too many query tiles x batch x heads for one launch (", blocks, ")");
+              "grat: too many query tiles x batch x heads for one launch (",
+              std::to_string(blocks), ")");
 
   // Hopper (sm_90) takes the wgmma kernel unless GRAT_FORCE_PORTABLE=1 asks for the
   // portable one (tests and benchmarks compare both).
