@@ -225,6 +225,18 @@ def test_valid_text_per_batch_item(tiny):
 
 # --------------------------------------------------------------------------- TorchScript
 
+def test_scripted_graph_regroups_once_and_attends_only_through_grat(tiny):
+    cfg, _, _, scripted = tiny
+    kinds = [n.kind() for n in scripted.inlined_graph.nodes()]
+    kinds += [b.kind() for n in scripted.inlined_graph.nodes() for blk in n.blocks()
+              for b in blk.nodes()]
+    layers = cfg.num_layers + cfg.num_single_layers
+    assert kinds.count("grat::attention") == layers
+    assert kinds.count("grat::regroup") == 2   # tokens and their position ids, once
+    assert kinds.count("grat::ungroup") == 1   # the output, once
+    assert "aten::scaled_dot_product_attention" not in kinds
+
+
 def test_one_scripted_module_serves_every_shape_and_reloads(tiny, tmp_path):
     cfg, ref, ours, scripted = tiny
     cases = [  # (batch, h, w, layout)
