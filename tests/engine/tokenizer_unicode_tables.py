@@ -8,7 +8,8 @@ commit the result) when the pinned `tokenizers` moves to a newer Unicode.
 Letters, numbers and lowercase are read off the pinned `tokenizers` package itself (its regex
 engine and Lowercase normalizer: Unicode 16 for tokenizers 0.23), because Python's unicodedata
 is older (14.0 in Python 3.11) and would miss every letter assigned since. NFC data comes from
-unicodedata (canonical composition is stable across versions).
+unicodedata (canonical composition is stable across versions), grapheme-break properties from
+the `regex` package (installed with transformers).
 
     python3 tests/engine/tokenizer_unicode_tables.py engine/src/tokenizer/unicode_tables.cpp
 """
@@ -61,6 +62,47 @@ def tokenizers_classes():
         kinds = {("a" + c + c,): "L", ("a", c, c): "N", ("a", c + c): "O", ("a",): "ws"}
         classes[cp] = kinds[words]
     return classes
+
+
+# Grapheme_Cluster_Break values, in the order of unicode::GraphemeBreak (grapheme.cpp).
+GCB_VALUES = ["Other", "CR", "LF", "Control", "Extend", "ZWJ", "Regional_Indicator", "Prepend",
+              "SpacingMark", "L", "V", "T", "LV", "LVT"]
+INCB_VALUES = ["None", "Consonant", "Extend", "Linker"]
+
+
+def grapheme_properties():
+    """code point -> gcb | extended_pictographic << 4 | incb << 5, from the `regex` package.
+
+    transformers' T5 normalizer works per extended grapheme cluster (Rust unicode-segmentation);
+    these are the properties UAX #29's rules read.
+    """
+    import regex
+
+    cps = [cp for cp in range(MAX_CP) if not is_surrogate(cp)]
+    text = "".join(chr(cp) for cp in cps)
+    props = [0] * len(cps)
+
+    def mark(pattern, value):
+        for m in regex.finditer(pattern, text):
+            props[m.start()] |= value
+
+    for i, name in enumerate(GCB_VALUES[1:], start=1):
+        mark(r"\p{Grapheme_Cluster_Break=%s}" % name, i)
+    mark(r"\p{Extended_Pictographic}", 1 << 4)
+    for i, name in enumerate(INCB_VALUES[1:], start=1):
+        mark(r"\p{InCB=%s}" % name, i << 5)
+    by_cp = dict(zip(cps, props))
+    rows = []
+    start = None
+    for cp in range(MAX_CP + 1):
+        value = by_cp.get(cp, 0) if cp < MAX_CP else -1
+        if start is not None and value != start[1]:
+            if start[1] != 0:
+                rows.append("{0x%X, 0x%X, %d}," % (start[0], cp - 1, start[1]))
+            start = None
+        if start is None and value != -1:
+            start = (cp, value)
+    return rows
 
 
 def main(out_path):
@@ -126,6 +168,8 @@ def main(out_path):
         emit_pairs("kCombiningClass", "ClassRange", ccc_rows, per_line=8),
         "",
         emit_pairs("kDecomposition", "Decomposition", decomp_rows, per_line=6),
+        "",
+        emit_pairs("kGraphemeProps", "ClassRange", grapheme_properties(), per_line=8),
         "",
         "}  // namespace grat::tokenizer::unicode_data",
         "",

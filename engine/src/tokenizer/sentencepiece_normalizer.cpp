@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "grat/tokenizer/tokenizer_error.h"
+#include "grat/tokenizer/unicode.h"
 #include "grat/tokenizer/utf8.h"
 
 namespace grat::tokenizer {
@@ -121,6 +122,59 @@ std::string SentencePieceNormalizer::Normalize(std::string_view input) const {
   }
   if (treat_whitespace_as_suffix_ && add_dummy_prefix_) add_space();
   return normalized;
+}
+
+const char* SentencePieceNormalizer::ShortestRule(std::string_view key) const {
+  if (trie_.empty()) return nullptr;
+  std::size_t node = Offset(trie_[0]);
+  for (char c : key) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte == 0) break;
+    node ^= byte;
+    if (node >= trie_.size()) break;
+    const uint32_t unit = trie_[node];
+    if (Label(unit) != byte) break;
+    node ^= Offset(unit);
+    if (node >= trie_.size()) break;
+    if (HasLeaf(unit)) {
+      const uint32_t value = Value(trie_[node]);
+      return value < replacements_.size() ? replacements_.data() + value : nullptr;
+    }
+  }
+  return nullptr;
+}
+
+std::string SentencePieceNormalizer::NormalizeLikeTransformers(std::string_view input) const {
+  std::string out;
+  out.reserve(input.size() * 2);
+  const std::vector<char32_t> cps = DecodeUtf8(input);
+  std::size_t cp_index = 0;
+  std::size_t byte = 0;
+  for (std::size_t end : unicode::GraphemeClusterEnds(cps)) {
+    const std::size_t cluster_begin = byte;
+    for (; cp_index < end; ++cp_index) {
+      byte += Utf8SequenceLength(static_cast<unsigned char>(input[byte]));
+    }
+    const std::string_view g = input.substr(cluster_begin, byte - cluster_begin);
+    if (g.size() < 6) {
+      if (const char* rule = ShortestRule(g)) {
+        out.append(rule);
+        continue;
+      }
+    }
+    for (std::size_t k = 0; k < g.size();) {
+      const std::size_t len = Utf8SequenceLength(static_cast<unsigned char>(g[k]));
+      const std::string_view ch = g.substr(k, len);
+      const char* rule = ShortestRule(ch);
+      if (rule != nullptr) {
+        out.append(rule);
+      } else {
+        out.append(ch);
+      }
+      k += len;
+    }
+  }
+  return out;
 }
 
 }  // namespace grat::tokenizer

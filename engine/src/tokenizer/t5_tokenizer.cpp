@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "grat/tokenizer/tokenizer_error.h"
+#include "grat/tokenizer/unicode.h"
 #include "grat/tokenizer/utf8.h"
 
 namespace grat::tokenizer {
@@ -10,6 +11,7 @@ namespace {
 
 using PieceType = SentencePieceModel::PieceType;
 constexpr std::string_view kExtraIdPrefix = "<extra_id_";
+constexpr std::string_view kSpaceSymbol = "\xe2\x96\x81";  // U+2581
 
 }  // namespace
 
@@ -80,8 +82,38 @@ std::pair<std::size_t, int64_t> T5Tokenizer::MatchSpecial(std::string_view text,
 
 void T5Tokenizer::EncodeSegment(std::string_view text, std::vector<int64_t>* ids) const {
   if (text.empty()) return;
-  const std::vector<int64_t> segment = unigram_->Encode(normalizer_->Normalize(text));
-  ids->insert(ids->end(), segment.begin(), segment.end());
+  if (options_.normalization == Options::Normalization::kSentencePiece) {
+    const std::vector<int64_t> segment = unigram_->Encode(normalizer_->Normalize(text));
+    ids->insert(ids->end(), segment.begin(), segment.end());
+    return;
+  }
+  // tokenizers: Precompiled, WhitespaceSplit, Metaspace("▁", prepend always, split), Unigram.
+  const std::string normalized = normalizer_->NormalizeLikeTransformers(text);
+  const std::vector<char32_t> cps = DecodeUtf8(normalized);
+  std::string word;
+  const auto flush_word = [&] {
+    if (word.empty()) return;
+    if (word.compare(0, kSpaceSymbol.size(), kSpaceSymbol) != 0) word.insert(0, kSpaceSymbol);
+    // Split before every "▁" (merged with the text that follows it).
+    std::size_t start = 0;
+    while (start < word.size()) {
+      std::size_t next = word.find(kSpaceSymbol, start + kSpaceSymbol.size());
+      if (next == std::string::npos) next = word.size();
+      const std::vector<int64_t> piece =
+          unigram_->Encode(std::string_view(word).substr(start, next - start));
+      ids->insert(ids->end(), piece.begin(), piece.end());
+      start = next;
+    }
+    word.clear();
+  };
+  for (char32_t cp : cps) {
+    if (unicode::IsWhitespace(cp)) {
+      flush_word();
+    } else {
+      AppendUtf8(cp, &word);
+    }
+  }
+  flush_word();
 }
 
 std::vector<int64_t> T5Tokenizer::EncodePieces(std::string_view text) const {

@@ -15,7 +15,7 @@ struct LowerMapping {
 };
 struct ClassRange {
   char32_t first, last;
-  uint8_t ccc;  // canonical combining class
+  uint8_t ccc;  // canonical combining class (kGraphemeProps: packed properties)
 };
 struct Decomposition {
   char32_t cp, first, second;  // second == 0: singleton
@@ -32,5 +32,9 @@ extern const ClassRange kCombiningClass[];
 extern const std::size_t kCombiningClassSize;
 extern const Decomposition kDecomposition[];
 extern const std::size_t kDecompositionSize;
+// Grapheme-break properties: Grapheme_Cluster_Break (bits 0-3, unicode::GraphemeBreak order),
+// Extended_Pictographic (bit 4), Indic_Conjunct_Break (bits 5-6: none/consonant/extend/linker).
+extern const ClassRange kGraphemeProps[];
+extern const std::size_t kGraphemePropsSize;
 
 }  // namespace grat::tokenizer::unicode_data

@@ -26,7 +26,16 @@ class SentencePieceNormalizer {
   // of input bytes it consumes (no rule: the first character itself).
   std::pair<std::string_view, std::size_t> NormalizePrefix(std::string_view input) const;
 
+  // The charsmap applied as transformers' `tokenizers` Precompiled normalizer applies it (no
+  // whitespace handling): per extended grapheme cluster, a cluster shorter than 6 bytes with a
+  // rule on some prefix becomes the replacement of the *shortest* such rule (the rest of the
+  // cluster is dropped); otherwise each character is replaced by its own rule, if any.
+  std::string NormalizeLikeTransformers(std::string_view input) const;
+
  private:
+  // Replacement of the shortest charsmap rule on a prefix of `key`, or nullptr.
+  const char* ShortestRule(std::string_view key) const;
+
   std::vector<uint32_t> trie_;
   std::string replacements_;
   bool add_dummy_prefix_;

@@ -2,15 +2,17 @@
 // unigram segmentation, append </s>, truncate to max_length keeping </s>, pad with <pad>.
 // Immutable after Load: Encode is thread-safe.
 //
-// The ids are sentencepiece's (the Python package; BFL's Flux code, via transformers v4's slow
-// T5Tokenizer), with special tokens written in the prompt taken as transformers takes them.
-// transformers v5's T5Tokenizer (and diffusers' T5TokenizerFast, both on `tokenizers`) gives
-// the same ids except where its normalization differs from sentencepiece's:
-//  - its Precompiled normalizer looks the charsmap up per grapheme cluster (< 6 bytes) and
-//    keeps only the shortest matching rule, dropping the rest of the cluster: "o\u0302\u0323"
-//    becomes "ô" (sentencepiece: "ộ"), half-width "ｶﾞ", "ﬁ" + a combining mark;
-//  - it also splits words at U+0085 (NEL), which sentencepiece keeps as a character.
-// tests/engine/test_t5_tokenizer.cpp checks both references on a corpus + random prompts.
+// Two references exist and differ on rare text; Options::normalization picks one:
+//  - kTransformers (default): transformers v5's T5Tokenizer, diffusers' T5TokenizerFast (both
+//    on `tokenizers`, tokenizer.json of google/t5-v1_1-xxl). Its Precompiled normalizer looks
+//    the charsmap up per grapheme cluster and keeps only the shortest rule of a cluster under
+//    6 bytes ("o\u0302\u0323" -> "ô", the dot below dropped; "ﬁ" + a mark -> "fi"), applies no
+//    multi-character rule across clusters (half-width "ｶﾞ" stays two characters), and splits
+//    words at every Unicode white space (also U+0085, which nmt_nfkc keeps).
+//  - kSentencePiece: the sentencepiece library (the Python package; transformers v4's slow
+//    T5Tokenizer): longest-match charsmap over the whole text, then its whitespace rules.
+// Both take special tokens written in the prompt as transformers does (parse_special_tokens).
+// tests/engine/test_t5_tokenizer.cpp checks each mode against its reference.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +36,8 @@ class T5Tokenizer {
     // those tokens. Off: they are plain text (what the sentencepiece package does).
     bool parse_special_tokens = true;
     int extra_ids = 100;  // <extra_id_0> = piece count + extra_ids - 1, as transformers
+    enum class Normalization { kTransformers, kSentencePiece };
+    Normalization normalization = Normalization::kTransformers;
   };
 
   // Throws TokenizerError (kFileNotFound / kCorruptFile / kUnsupported).
@@ -47,7 +51,8 @@ class T5Tokenizer {
   // invalid UTF-8.
   TokenIds Encode(std::string_view text) const;
 
-  // The unpadded ids without </s> (what sentencepiece's encode returns).
+  // The unpadded ids without </s> (with kSentencePiece and parse_special_tokens off: exactly
+  // what sentencepiece's encode returns).
   std::vector<int64_t> EncodePieces(std::string_view text) const;
 
   int64_t vocab_size() const;  // pieces + extra ids
