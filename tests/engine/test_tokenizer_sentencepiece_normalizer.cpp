@@ -27,6 +27,22 @@ TEST(SentencePieceNormalizer, MatchesSentencepieceOnTheCorpus) {
   }
 }
 
+TEST(SentencePieceNormalizer, MatchesTokenizersPrecompiledOnTheCorpus) {
+  ASSERT_FALSE(TokenizerDir().empty());
+  const auto expected = nlohmann::json::parse(std::ifstream(TokenizerDir() + "/expected.json"));
+  const SentencePieceNormalizer normalizer(
+      LoadSentencePieceModel(TokenizerDir() + "/t5/spiece.model"));
+  for (const auto& c : expected["cases"]) {
+    const std::string text = c["text"];
+    EXPECT_EQ(normalizer.NormalizeLikeTransformers(text), c["t5_hf_normalized"].get<std::string>())
+        << text;
+  }
+  // The grapheme quirk: o + circumflex + dot below is one cluster; its shortest rule is "o\u0302".
+  EXPECT_EQ(normalizer.NormalizeLikeTransformers("o\xcc\x82\xcc\xa3"), "\xc3\xb4");
+  EXPECT_EQ(normalizer.Normalize("o\xcc\x82\xcc\xa3"),
+            "\xe2\x96\x81\xc3\xb4\xcc\xa3");  // keeps the mark
+}
+
 TEST(SentencePieceNormalizer, CharsmapRules) {
   const SentencePieceNormalizer normalizer(
       LoadSentencePieceModel(TokenizerDir() + "/t5/spiece.model"));

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "grat/tokenizer/utf8.h"
 
 namespace grat::tokenizer::unicode {
@@ -41,6 +45,34 @@ TEST(Unicode, NfcComposesAndReorders) {
   EXPECT_EQ(NfcOf("\xe2\x84\xab"), "\xc3\x85");                              // Angstrom sign -> Å
   EXPECT_EQ(NfcOf("\xef\xbc\xa1"), "\xef\xbc\xa1");              // full-width A: not NFC's job
   EXPECT_EQ(NfcOf("\xe0\xa5\x98"), "\xe0\xa4\x95\xe0\xa4\xbc");  // excluded composite stays split
+}
+
+TEST(Unicode, GraphemeClusters) {
+  const auto ends = [](const std::string& text) { return GraphemeClusterEnds(DecodeUtf8(text)); };
+  using Ends = std::vector<std::size_t>;
+  EXPECT_EQ(ends(""), Ends{});
+  EXPECT_EQ(ends("ab"), (Ends{1, 2}));
+  EXPECT_EQ(ends("e\xcc\x81x"), (Ends{2, 3}));  // e + combining acute
+  EXPECT_EQ(ends("\r\n\n"), (Ends{2, 3}));
+  EXPECT_EQ(ends("\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9"), (Ends{3}));  // man ZWJ woman
+  EXPECT_EQ(ends("\xf0\x9f\x87\xab\xf0\x9f\x87\xb7\xf0\x9f\x87\xa9"), (Ends{2, 3}));  // RI RI | RI
+  EXPECT_EQ(ends("\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8"), (Ends{3}));  // Hangul L V T
+  EXPECT_EQ(ends("\xe0\xa4\x95\xe0\xa5\x8d\xe0\xa4\xb7"), (Ends{3}));  // ka virama ssa (GB9c)
+}
+
+TEST(Unicode, GraphemeClustersMatchTheRegexPackageOnTheCorpus) {
+  const char* dir = std::getenv("GRAT_TOKENIZER_DIR");
+  ASSERT_NE(dir, nullptr) << "run through ctest (fixture tokenizer_reference_files)";
+  const auto expected = nlohmann::json::parse(std::ifstream(std::string(dir) + "/expected.json"));
+  for (const auto& c : expected["cases"]) {
+    const std::string text = c["text"];
+    std::vector<std::size_t> want;
+    std::size_t end = 0;
+    for (std::size_t length : c["grapheme_lengths"].get<std::vector<std::size_t>>()) {
+      want.push_back(end += length);
+    }
+    EXPECT_EQ(GraphemeClusterEnds(DecodeUtf8(text)), want) << text;
+  }
 }
 
 }  // namespace

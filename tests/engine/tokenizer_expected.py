@@ -81,6 +81,7 @@ def spm_with_special_tokens(sp, text, extra_id_0):
 
 
 def main(out_dir):
+    import regex
     import sentencepiece as spm
     from tokenizers import Regex, normalizers, pre_tokenizers
     from transformers import CLIPTokenizer, T5Tokenizer
@@ -104,6 +105,8 @@ def main(out_dir):
             "text": text,
             "spm_ids": sp.encode(text),
             "spm_normalized": sp.normalize(text),
+            "t5_hf_normalized": t5.backend_tokenizer.normalizer.normalize_str(text),
+            "grapheme_lengths": [len(g) for g in regex.findall(r"\X", text)],
             "clip_words": [w for w, _ in clip_split.pre_tokenize_str(clip_norm.normalize_str(text))],
             "t5": {},
             "clip": {},
