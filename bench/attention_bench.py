@@ -3,6 +3,8 @@ FlexAttention with the identical block mask, at Flux and HunyuanVideo shapes.
 
 Usage: python3 bench/attention_bench.py <libgrat_kernels.so> [--cases flux1024,...,video16]
          [--no-flex] [--no-full] [--peer-max-tokens N] [--out bench/results]
+Patterns: B, X, full, fullpad (full with half the text tokens padding: the op masks them in
+the kernel; cuDNN's column is unmasked full attention, its best case).
 Cases: flux1024 flux2048 flux4096 flux8192 (24 heads x 128, 512 text first, 16x16 groups),
        video32 video16 (latent 32|16 x 48 x 80, 256 text last, 4x8x8 groups).
 Ours ("ours", "raster": the Hopper kernel on sm_90; "portable": the mma.sync kernel) is
@@ -59,6 +61,8 @@ def kept_pairs(c, pattern):
     img, T = math.prod(grid), c["text"]
     if pattern == "full":
         return (T + img) ** 2
+    if pattern == "fullpad":  # full, half of the text is padding (masked keys)
+        return (T + img) * (img + T // 2)
     dims = len(grid)
     if pattern == "B":
         per_axis = [sum(min(n - 1, i + 1) - max(0, i - 1) + 1 for i in range(n)) for n in ng]
@@ -159,9 +163,11 @@ def main():
             r["density"] = pairs / (n * n)
             fl = 4 * pairs * D * H
 
+            op_pat, valid = ("full", [c["text"] // 2]) if pat == "fullpad" else (pat, [])
+
             def ours(grouped):
-                return torch.ops.grat.attention(q, k, v, c["grid"], c["group"], pat, 1, c["text"],
-                                                c["text_first"], [], grouped)
+                return torch.ops.grat.attention(q, k, v, c["grid"], c["group"], op_pat, 1,
+                                                c["text"], c["text_first"], valid, grouped)
             r["ours_grouped"] = timeit(lambda: ours(True), reps)
             r["ours_raster"] = timeit(lambda: ours(False), reps)
             if torch.cuda.get_device_capability()[0] == 9 and not args.no_portable:
@@ -170,7 +176,7 @@ def main():
                 os.environ["GRAT_FORCE_PORTABLE"] = "0"
             r["ours_tflops"] = fl / r["ours_grouped"] / 1e9
             r["regroup_one_tensor"] = t_regroup
-            if peers and flex is not None and pat != "full":
+            if peers and flex is not None and pat in ("B", "X"):
                 qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
                 bm = flex_mask(c, pat, n)
                 r["flex_density"] = 1 - bm.sparsity() / 100
