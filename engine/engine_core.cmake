@@ -28,3 +28,14 @@ if(GRAT_HAVE_VIDEO)
   target_compile_definitions(grat_engine_core PRIVATE GRAT_WITH_VIDEO=1)
   target_link_libraries(grat_engine_core PRIVATE PkgConfig::LIBAV)
 endif()
+
+# grat_engine: the generation pipeline over a loaded bundle (LibTorch, tokenizers, kernels).
+set(_pipe ${CMAKE_CURRENT_LIST_DIR}/src/pipeline)
+add_library(grat_engine STATIC
+  ${_pipe}/attention_policy.cpp
+  ${_pipe}/engine.cpp
+  ${_pipe}/pipeline.cpp)
+target_include_directories(grat_engine PUBLIC ${CMAKE_CURRENT_LIST_DIR}/include)
+target_link_libraries(grat_engine PUBLIC grat_engine_core grat_tokenizers grat_kernels)
+target_compile_options(grat_engine PRIVATE ${GRAT_WARNINGS})
+set_target_properties(grat_engine PROPERTIES POSITION_INDEPENDENT_CODE ON)

@@ -1,0 +1,71 @@
+// Engine: one device's generation pipeline over a loaded model bundle.
+//
+// tokenize -> text encode -> seeded noise -> flow-matching Euler steps (per-step attention
+// from AttentionPolicy) -> VAE decode (tiled when large) -> PNG / WebP.
+// Weights are loaded once and shared by every request on this engine. Not thread-safe: one
+// worker thread drives one engine (the scheduler's per-device worker). Failures come back as
+// Result::error values; generate() never throws, and the engine serves the next batch after
+// any error (out-of-memory included).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "grat/engine/manifest.h"
+#include "grat/engine/observer.h"
+#include "grat/engine/request.h"
+
+namespace grat::engine {
+
+class EngineLoadError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct EngineOptions {
+  std::string bundle;             // bundle folder (model.yaml, TorchScript, tokenizer files)
+  std::string device = "cpu";     // "cpu", "cuda", "cuda:1"
+  std::string dtype = "auto";     // "bf16", "fp16", "fp32"; auto: bf16 on CUDA, fp32 on CPU
+  int64_t vae_tile_latent = 128;  // tiled decode when a latent side exceeds this (0: never)
+  int64_t preview_side = 64;      // longest side of preview images
+  // TorchScript's optimizing (profiling) executor: faster once warm, but it re-specializes
+  // for every new resolution (seconds each at full size). Off by default for a service.
+  bool optimized_execution = false;
+};
+
+struct Job {
+  Request request;
+  JobObserver* observer = nullptr;  // not owned; may be null
+};
+
+class Engine {
+ public:
+  // Throws EngineLoadError naming what failed (bundle key, file, device, dtype).
+  static std::unique_ptr<Engine> load(const EngineOptions& options);
+  ~Engine();
+
+  const Manifest& manifest() const;
+  const EngineOptions& options() const;
+
+  // kInvalidArgument naming the field and its limit, or ok. generate() checks it again.
+  Error validate(const Request& request) const;
+
+  // Requests that may share one batch have equal keys (shape, steps, attention).
+  static std::string batch_key(const Request& request);
+
+  // Runs jobs with equal batch keys as one batch; one Result per job, in order.
+  std::vector<Result> generate(const std::vector<Job>& jobs);
+
+  // Testing: the next generate() fails with out-of-memory before step `step` (0-based).
+  void inject_oom_at_step(int64_t step);
+
+ private:
+  struct Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace grat::engine

@@ -1,0 +1,30 @@
+// Engine internals shared by engine.cpp (loading, validation) and pipeline.cpp (generate).
+#pragma once
+
+#include <torch/script.h>
+
+#include <optional>
+
+#include "grat/engine/engine.h"
+#include "grat/tokenizer/clip_tokenizer.h"
+#include "grat/tokenizer/t5_tokenizer.h"
+
+namespace grat::engine {
+
+struct Engine::Impl {
+  EngineOptions options;
+  Manifest manifest;
+  c10::Device device = c10::kCPU;
+  c10::ScalarType dtype = c10::kFloat;
+  torch::jit::Module transformer, t5, clip, vae;
+  std::optional<tokenizer::T5Tokenizer> t5_tok;
+  std::optional<tokenizer::ClipTokenizer> clip_tok;
+  bool guidance_embeds = true;  // transformer takes a guidance value
+  int64_t inject_oom_step = -1;
+
+  // Runs the jobs at positions `active` (validated, same batch key); fills `results`.
+  std::vector<Result> run(const std::vector<Job>& jobs, std::vector<size_t> active,
+                          std::vector<Result>& results);
+};
+
+}  // namespace grat::engine

@@ -1,0 +1,238 @@
+// Engine on the tiny bundle (CPU): determinism, batching, cancellation, deadlines, injected
+// out-of-memory, tokenizer errors, validation, outputs (also decoded by Pillow afterwards).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <png.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "grat/engine/engine.h"
+
+namespace grat::engine {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string bundle_dir() {
+  const char* b = std::getenv("GRAT_TINY_BUNDLE");
+  return b == nullptr ? std::string("bundles/flux-tiny") : std::string(b);
+}
+
+std::vector<uint8_t> decode_png(const std::string& bytes, int* w = nullptr, int* h = nullptr) {
+  png_image img{};
+  img.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_memory(&img, bytes.data(), bytes.size())) return {};
+  img.format = PNG_FORMAT_RGB;
+  std::vector<uint8_t> px(PNG_IMAGE_SIZE(img));
+  if (!png_image_finish_read(&img, nullptr, px.data(), 0, nullptr)) return {};
+  if (w) *w = static_cast<int>(img.width);
+  if (h) *h = static_cast<int>(img.height);
+  return px;
+}
+
+int max_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  if (a.size() != b.size() || a.empty()) return 256;
+  int m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(int(a[i]) - int(b[i])));
+  return m;
+}
+
+Request request(const std::string& prompt, uint64_t seed, int64_t w = 128, int64_t h = 96) {
+  Request r;
+  r.prompt = prompt;
+  r.width = w;
+  r.height = h;
+  r.seed = seed;
+  return r;
+}
+
+// Counts progress; cancels after `cancel_after` steps (0: never).
+class Recorder : public JobObserver {
+ public:
+  explicit Recorder(int64_t cancel_after = 0) : cancel_after_(cancel_after) {}
+  void on_progress(int64_t step, int64_t total, const std::string& preview) override {
+    steps.push_back(step);
+    last_total = total;
+    if (!preview.empty()) ++previews;
+    if (cancel_after_ > 0 && step >= cancel_after_) stop = true;
+  }
+  bool cancelled() const override { return stop.load(); }
+  std::chrono::steady_clock::time_point deadline() const override { return deadline_; }
+  std::vector<int64_t> steps;
+  int64_t last_total = 0, previews = 0;
+  std::atomic<bool> stop{false};
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+
+ private:
+  int64_t cancel_after_;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    EngineOptions o;
+    o.bundle = bundle_dir();
+    engine_ = Engine::load(o).release();
+  }
+  static void TearDownTestSuite() { delete engine_; }
+  static Result one(const Request& r, JobObserver* obs = nullptr) {
+    return engine_->generate({Job{r, obs}})[0];
+  }
+  static Engine* engine_;
+};
+Engine* EngineTest::engine_ = nullptr;
+
+TEST_F(EngineTest, SameSeedSameImageOtherSeedOtherImage) {
+  const Result a = one(request("a red fox in the snow", 7));
+  const Result b = one(request("a red fox in the snow", 7));
+  const Result c = one(request("a red fox in the snow", 8));
+  ASSERT_TRUE(a.error.ok()) << a.error.message;
+  EXPECT_EQ(a.bytes, b.bytes);
+  EXPECT_NE(a.bytes, c.bytes);
+  int w = 0, h = 0;
+  EXPECT_FALSE(decode_png(a.bytes, &w, &h).empty());
+  EXPECT_EQ(w, 128);
+  EXPECT_EQ(h, 96);
+  EXPECT_EQ(a.mime, "image/png");
+  EXPECT_EQ(a.seed, 7u);
+  EXPECT_EQ(a.steps, engine_->manifest().defaults.steps);
+  EXPECT_GT(a.timings.denoise_s, 0);
+}
+
+TEST_F(EngineTest, BatchOfThreeEqualsThreeSingles) {
+  std::vector<Job> jobs;
+  std::vector<Request> reqs = {request("a lighthouse", 1), request("two cats", 2),
+                               request("a bowl of soup", 3)};
+  reqs[1].guidance = 5.0;
+  for (const auto& r : reqs) jobs.push_back(Job{r, nullptr});
+  const auto batch = engine_->generate(jobs);
+  ASSERT_EQ(batch.size(), 3u);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(batch[i].error.ok()) << batch[i].error.message;
+    const Result single = one(reqs[i]);
+    EXPECT_LE(max_diff(decode_png(batch[i].bytes), decode_png(single.bytes)), 2) << i;
+  }
+  EXPECT_GT(max_diff(decode_png(batch[0].bytes), decode_png(batch[1].bytes)), 2);
+}
+
+TEST_F(EngineTest, CancelStopsWithinOneStepAndOthersFinish) {
+  Request r = request("a castle", 5);
+  r.steps = 6;
+  Recorder cancel_me(2), other;
+  const auto res = engine_->generate({Job{r, &cancel_me}, Job{request("x", 9), &other}});
+  EXPECT_EQ(res[0].error.code, ErrorCode::kCancelled);
+  EXPECT_EQ(cancel_me.steps, (std::vector<int64_t>{1, 2}));  // nothing after the cancel
+  EXPECT_TRUE(res[0].bytes.empty());
+  // The batch mixed step counts: the second job is refused, not silently changed.
+  EXPECT_EQ(res[1].error.code, ErrorCode::kInvalidArgument);
+
+  Request a = request("a castle", 5), b = request("a moat", 6);
+  Recorder c2(1), keep;
+  const auto two = engine_->generate({Job{a, &c2}, Job{b, &keep}});
+  EXPECT_EQ(two[0].error.code, ErrorCode::kCancelled);
+  ASSERT_TRUE(two[1].error.ok()) << two[1].error.message;
+  EXPECT_LE(max_diff(decode_png(two[1].bytes), decode_png(one(b).bytes)), 2);
+  EXPECT_EQ(keep.last_total, engine_->manifest().defaults.steps);
+}
+
+TEST_F(EngineTest, DeadlineStopsTheJob) {
+  Recorder obs;
+  obs.deadline_ = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  const Result r = one(request("late", 1), &obs);
+  EXPECT_EQ(r.error.code, ErrorCode::kDeadlineExceeded);
+  EXPECT_TRUE(obs.steps.empty());
+}
+
+TEST_F(EngineTest, InjectedOutOfMemoryLeavesTheEngineUsable) {
+  const Request r = request("a tree", 11);
+  const Result before = one(r);
+  engine_->inject_oom_at_step(1);
+  const Result oom = one(r);
+  EXPECT_EQ(oom.error.code, ErrorCode::kOutOfMemory);
+  EXPECT_THAT(oom.error.message, HasSubstr("out of device memory"));
+  const Result after = one(r);
+  ASSERT_TRUE(after.error.ok()) << after.error.message;
+  EXPECT_EQ(after.bytes, before.bytes);
+}
+
+TEST_F(EngineTest, TokenizerErrorFailsOnlyThatJob) {
+  const auto res = engine_->generate({Job{request(std::string("bad \xff\xfe utf8"), 1), nullptr},
+                                      Job{request("fine", 2), nullptr}});
+  EXPECT_EQ(res[0].error.code, ErrorCode::kTokenizer);
+  EXPECT_TRUE(res[1].error.ok()) << res[1].error.message;
+}
+
+TEST_F(EngineTest, ValidationNamesTheFieldAndLimit) {
+  auto err = [](Request r) { return engine_->validate(r); };
+  Request r = request("p", 1);
+  EXPECT_TRUE(err(r).ok());
+  r.width = 100;
+  EXPECT_THAT(err(r).message, HasSubstr("width must be a multiple of 16"));
+  r = request("p", 1, 128, 4096);
+  EXPECT_THAT(err(r).message, HasSubstr("height must be in [64, 1024]"));
+  r = request("p", 1);
+  r.steps = 1000;
+  EXPECT_THAT(err(r).message, HasSubstr("steps must be in [1, 100]"));
+  r = request("p", 1);
+  r.frames = 5;
+  EXPECT_THAT(err(r).message, HasSubstr("frames must be 1"));
+  r = request("p", 1);
+  r.attention.group = {4};
+  EXPECT_THAT(err(r).message, HasSubstr("attention.group must have 2 entries"));
+  r = request("p", 1);
+  r.format = OutputFormat::kMp4;
+  EXPECT_EQ(err(r).code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(one(r).error.code, ErrorCode::kInvalidArgument);  // generate checks too
+}
+
+TEST_F(EngineTest, AttentionModesAndProgress) {
+  Request full = request("a city at night", 4, 256, 256), b = full, fb = full;
+  full.attention.mode = AttentionMode::kFull;
+  b.attention.mode = AttentionMode::kB;
+  b.attention.group = {4, 4};
+  b.preview = true;
+  fb = b;
+  fb.attention.full_steps = 2;
+  Recorder obs;
+  const Result rf = one(full), rb = one(b, &obs), rfb = one(fb);
+  ASSERT_TRUE(rf.error.ok() && rb.error.ok() && rfb.error.ok());
+  EXPECT_EQ(rf.attention, "full");
+  EXPECT_EQ(rb.attention, "B group=4x4 radius=1");
+  EXPECT_EQ(rfb.attention, "B group=4x4 radius=1 full_steps=2");
+  EXPECT_NE(rf.bytes, rb.bytes);
+  EXPECT_NE(rb.bytes, rfb.bytes);
+  EXPECT_EQ(obs.steps, (std::vector<int64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(obs.previews, 4);
+}
+
+TEST_F(EngineTest, WritesPngAndWebpForIndependentDecoding) {
+  Request png = request("a sailing boat", 21, 192, 128), webp = png;
+  webp.format = OutputFormat::kWebp;
+  const Result a = one(png), b = one(webp);
+  ASSERT_TRUE(a.error.ok() && b.error.ok());
+  EXPECT_EQ(b.mime, "image/webp");
+  EXPECT_EQ(b.bytes.substr(8, 4), "WEBP");
+  if (const char* dir = std::getenv("GRAT_ENGINE_OUT")) {
+    std::filesystem::create_directories(dir);
+    std::ofstream(std::string(dir) + "/engine.png", std::ios::binary) << a.bytes;
+    std::ofstream(std::string(dir) + "/engine.webp", std::ios::binary) << b.bytes;
+  }
+}
+
+TEST(EngineLoad, BadBundleAndOptionsAreErrors) {
+  EngineOptions o;
+  o.bundle = "/nonexistent/bundle";
+  EXPECT_THROW(Engine::load(o), EngineLoadError);
+  o.bundle = bundle_dir();
+  o.device = "tpu:0";
+  EXPECT_THROW(Engine::load(o), EngineLoadError);
+  o.device = "cpu";
+  o.dtype = "int8";
+  EXPECT_THROW(Engine::load(o), EngineLoadError);
+}
+
+}  // namespace
+}  // namespace grat::engine
