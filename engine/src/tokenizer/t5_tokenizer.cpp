@@ -44,7 +44,16 @@ T5Tokenizer::T5Tokenizer(SentencePieceModel model, Options options) : options_(o
     }
   }
   normalizer_ = std::make_shared<const SentencePieceNormalizer>(model);
-  unigram_ = std::make_shared<const UnigramModel>(model);
+  if (options_.normalization == Options::Normalization::kTransformers) {
+    // tokenizer.json's vocabulary: the pieces, then <extra_id_99> ... <extra_id_0>.
+    std::vector<std::string> extra;
+    for (int k = options_.extra_ids - 1; k >= 0; --k) {
+      extra.push_back(std::string(kExtraIdPrefix) + std::to_string(k) + ">");
+    }
+    unigram_ = std::make_shared<const UnigramModel>(model, true, extra);
+  } else {
+    unigram_ = std::make_shared<const UnigramModel>(model);
+  }
   model_ = std::make_shared<const SentencePieceModel>(std::move(model));
 }
 

@@ -15,28 +15,32 @@ using PieceType = SentencePieceModel::PieceType;
 
 }  // namespace
 
-UnigramModel::UnigramModel(const SentencePieceModel& model) : byte_fallback_(model.byte_fallback) {
+UnigramModel::UnigramModel(const SentencePieceModel& model, bool like_transformers,
+                           const std::vector<std::string>& added_pieces)
+    : byte_fallback_(model.byte_fallback), user_defined_bonus_(!like_transformers) {
   if (model.model_type != SentencePieceModel::ModelType::kUnigram) {
     throw TokenizerError(TokenizerError::Code::kUnsupported,
                          "sentencepiece model: only unigram models are supported (model_type " +
                              std::to_string(static_cast<int>(model.model_type)) + ")");
   }
   const int n = static_cast<int>(model.pieces.size());
-  scores_.resize(n);
-  types_.resize(n);
+  const int total = n + static_cast<int>(added_pieces.size());
+  scores_.resize(total);
+  types_.resize(total);
   byte_ids_.assign(256, -1);
   min_score_ = FLT_MAX;
   max_score_ = FLT_MIN;
   nodes_.emplace_back();
-  for (int id = 0; id < n; ++id) {
-    const auto& piece = model.pieces[id];
+  for (int id = 0; id < total; ++id) {
+    const SentencePieceModel::Piece piece =
+        id < n ? model.pieces[id] : SentencePieceModel::Piece{added_pieces[id - n]};
     scores_[id] = piece.score;
     types_[id] = piece.type;
     if (piece.type == PieceType::kNormal) {
       min_score_ = std::min(min_score_, piece.score);
       max_score_ = std::max(max_score_, piece.score);
     }
-    if (piece.type == PieceType::kUnknown) unk_id_ = id;
+    if (piece.type == PieceType::kUnknown && unk_id_ < 0) unk_id_ = id;
     if (piece.type == PieceType::kByte) {
       unsigned value = 0;
       if (piece.text.size() == 6 && std::sscanf(piece.text.c_str(), "<0x%2X>", &value) == 1) {
@@ -44,7 +48,10 @@ UnigramModel::UnigramModel(const SentencePieceModel& model) : byte_fallback_(mod
       }
     }
     const bool in_trie = piece.type == PieceType::kNormal ||
-                         piece.type == PieceType::kUserDefined || piece.type == PieceType::kUnused;
+                         piece.type == PieceType::kUserDefined ||
+                         piece.type == PieceType::kUnused ||
+                         (like_transformers && (piece.type == PieceType::kControl ||
+                                                piece.type == PieceType::kUnknown));
     if (!in_trie) continue;
     int32_t node = 0;
     for (char c : piece.text) {
@@ -93,7 +100,7 @@ std::vector<int64_t> UnigramModel::Encode(std::string_view normalized) const {
       if (id < 0 || types_[id] == PieceType::kUnused) continue;
       const int length = pos + 1 - starts_at;
       // User-defined symbols get a bonus so they are always chosen (as sentencepiece).
-      const float score = types_[id] == PieceType::kUserDefined
+      const float score = user_defined_bonus_ && types_[id] == PieceType::kUserDefined
                               ? static_cast<float>(length) * max_score_ - 0.1f
                               : scores_[id];
       const float candidate = score + score_here;

@@ -8,7 +8,9 @@
 //    the charsmap up per grapheme cluster and keeps only the shortest rule of a cluster under
 //    6 bytes ("o\u0302\u0323" -> "ô", the dot below dropped; "ﬁ" + a mark -> "fi"), applies no
 //    multi-character rule across clusters (half-width "ｶﾞ" stays two characters), and splits
-//    words at every Unicode white space (also U+0085, which nmt_nfkc keeps).
+//    words at every Unicode white space (also U+0085, which nmt_nfkc keeps); its unigram
+//    vocabulary also holds the control pieces and sentinels, so text that normalizes into one
+//    ("＜pad＞") becomes that token.
 //  - kSentencePiece: the sentencepiece library (the Python package; transformers v4's slow
 //    T5Tokenizer): longest-match charsmap over the whole text, then its whitespace rules.
 // Both take special tokens written in the prompt as transformers does (parse_special_tokens).

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -16,7 +17,13 @@ namespace grat::tokenizer {
 class UnigramModel {
  public:
   // Throws TokenizerError(kCorruptFile) when the model has no unknown piece.
-  explicit UnigramModel(const SentencePieceModel& model);
+  explicit UnigramModel(const SentencePieceModel& model) : UnigramModel(model, false, {}) {}
+
+  // like_transformers: the vocabulary as the `tokenizers` Unigram model holds it: every piece
+  // (control and unknown ones too) can match, with its own score and no user-defined bonus,
+  // plus `added_pieces` (score 0) with ids following the model's pieces (T5's <extra_id_N>).
+  UnigramModel(const SentencePieceModel& model, bool like_transformers,
+               const std::vector<std::string>& added_pieces);
 
   // Ids of the segmentation of already-normalized text. Unknown characters become the unk id,
   // or their UTF-8 bytes as <0xXX> pieces when the model has byte_fallback.
@@ -37,6 +44,7 @@ class UnigramModel {
   std::vector<int64_t> byte_ids_;  // id of <0xXX>, or -1
   int unk_id_ = -1;
   bool byte_fallback_ = false;
+  bool user_defined_bonus_ = true;
   float min_score_ = 0.0f;
   float max_score_ = 0.0f;
 };
