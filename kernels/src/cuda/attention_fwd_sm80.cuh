@@ -108,9 +108,9 @@ __global__ void __launch_bounds__(256, 2) attention_fwd_sm80(const __grid_consta
   T* sV = sK + 2 * BN * D;  // 2 stages
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int64_t bh_count = static_cast<int64_t>(p.batch) * p.heads;
-  const int64_t tile = blockIdx.x / bh_count;
-  const int bh = static_cast<int>(blockIdx.x % bh_count);
+  int64_t tile;
+  int bh;
+  decode_block(p, tile, bh);
   const int head = bh % p.heads, b = bh / p.heads;
   const int32_t valid = p.valid_per_batch ? p.valid_per_batch[b] : p.valid_uniform;
 

@@ -113,9 +113,9 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
   uint64_t* empty = full + STAGES;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int64_t bh_count = static_cast<int64_t>(p.batch) * p.heads;
-  const int64_t tile = blockIdx.x / bh_count;
-  const int bh = static_cast<int>(blockIdx.x % bh_count);
+  int64_t tile;
+  int bh;
+  decode_block(p, tile, bh);
   const int head = bh % p.heads, b = bh / p.heads;
   const int32_t valid = p.valid_per_batch ? p.valid_per_batch[b] : p.valid_uniform;
 

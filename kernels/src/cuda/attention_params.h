@@ -42,6 +42,10 @@ struct AttentionParams {
   int32_t text_tiles;
   int32_t tiles_per_group;
   int32_t image_tiles;
+  // Block order: text tiles of every (batch, head) first; then image tiles either
+  // head-major (all tiles of one (batch, head) back to back: its K/V, ~34 MB at Flux 4096^2,
+  // stays in L2 while neighbouring groups read it) or tile-major (all heads of one tile).
+  int32_t head_major;
 };
 
 // Fills rowmap[0, total) (int32, device) from the layout's geometry on `stream`.

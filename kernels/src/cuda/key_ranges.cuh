@@ -148,6 +148,20 @@ struct KeyRangeGen {
   }
 };
 
+// Query tile index and (batch * heads + head) of this CTA (see AttentionParams::head_major).
+__device__ __forceinline__ void decode_block(const AttentionParams& p, int64_t& tile, int& bh) {
+  const int64_t bh_count = static_cast<int64_t>(p.batch) * p.heads;
+  const int64_t L = blockIdx.x, text_blocks = static_cast<int64_t>(p.text_tiles) * bh_count;
+  if (L < text_blocks || !p.head_major) {
+    tile = L / bh_count;
+    bh = static_cast<int>(L % bh_count);
+  } else {
+    const int64_t li = L - text_blocks;
+    bh = static_cast<int>(li / p.image_tiles);
+    tile = p.text_tiles + li % p.image_tiles;
+  }
+}
+
 // Query rows [q0, q1) (sequence positions) of query tile `tile` (BM rows), and its query
 // group for image tiles. False for the empty tail tiles of edge groups.
 template <int BM>

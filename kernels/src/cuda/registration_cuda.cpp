@@ -21,6 +21,12 @@ namespace {
 
 constexpr int64_t kBM = 128;  // query rows per CTA (Tile<D>::BM and Sm90Tile<D>::BM)
 
+// GRAT_SCHEDULE=tile selects the tile-major block order (default: head-major).
+bool head_major_schedule() {
+  const char* e = std::getenv("GRAT_SCHEDULE");
+  return e == nullptr || std::string(e) != "tile";
+}
+
 bool force_portable() {
   const char* e = std::getenv("GRAT_FORCE_PORTABLE");
   return e != nullptr && e[0] == '1';
@@ -116,6 +122,7 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
     p.tiles_per_group = static_cast<int32_t>((gmax + kBM - 1) / kBM);
     p.image_tiles = static_cast<int32_t>(p.tiles_per_group * l.geom.num_groups());
   }
+  p.head_major = head_major_schedule() ? 1 : 0;
   const int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * B * H;
   TORCH_CHECK(blocks < std::numeric_limits<int32_t>::max(),
               "grat: too many query tiles x batch x heads for one launch (",
