@@ -121,6 +121,7 @@ def main():
     ap.add_argument("--patterns", default="B,X")
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--no-full", action="store_true")
+    ap.add_argument("--tag", default="attention", help="result file name prefix")
     ap.add_argument("--no-portable", action="store_true", help="skip timing the sm_80 kernel")
     ap.add_argument("--peer-max-tokens", type=int, default=1 << 30,
                     help="skip cuDNN/FA2/Flex above this many tokens (too slow for the budget)")
@@ -200,10 +201,10 @@ def main():
                command=" ".join([os.path.basename(sys.executable)] + sys.argv),
                commit=git_commit(), date=datetime.datetime.utcnow().isoformat() + "Z", rows=rows)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"attention_{datetime.datetime.utcnow():%Y%m%dT%H%M%S}.json")
+    path = os.path.join(args.out, f"{args.tag}_{datetime.datetime.utcnow():%Y%m%dT%H%M%S}.json")
     json.dump(res, open(path, "w"), indent=1)
     if os.environ.get("OUT"):
-        json.dump(res, open(os.path.join(os.environ["OUT"], "bench.json"), "w"), indent=1)
+        json.dump(res, open(os.path.join(os.environ["OUT"], args.tag + ".json"), "w"), indent=1)
     print(f"\n{res['gpu']}  commit {res['commit'][:10]}  -> {path}")
     print(f"{'case':9s} {'pat':3s} {'tokens':>7s} {'cudnn':>8s} {'fa2':>8s} {'flex':>8s} "
           f"{'ours':>8s} {'raster':>8s} {'portbl':>8s} {'x cudnn':>7s} {'x flex':>6s} {'TF/s':>5s} {'flexTF':>6s} "

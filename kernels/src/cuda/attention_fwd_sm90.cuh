@@ -94,6 +94,9 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 __device__ __forceinline__ void named_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
+__device__ __forceinline__ void named_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
 
 // Warp-specialised: warps 0-7 are two consumer warpgroups (64 query rows each, wgmma,
 // registers raised to 232), warps 8-11 the producer warpgroup (registers lowered to 40;
@@ -236,26 +239,27 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
         sc[nb * 4 + j] = nb * 8 + col0 + (j & 1) < lim ? sc_in[nb * 4 + j] : -INFINITY;
       }
     }
-    float mx[2] = {m_r[0], m_r[1]};
+    float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb) {
-      mx[0] = fmaxf(mx[0], fmaxf(sc[nb * 4 + 0], sc[nb * 4 + 1]) * sl2);
-      mx[1] = fmaxf(mx[1], fmaxf(sc[nb * 4 + 2], sc[nb * 4 + 3]) * sl2);
+      mx[0] = fmaxf(mx[0], fmaxf(sc[nb * 4 + 0], sc[nb * 4 + 1]));
+      mx[1] = fmaxf(mx[1], fmaxf(sc[nb * 4 + 2], sc[nb * 4 + 3]));
     }
     float rsum[2] = {0.f, 0.f};
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      corr[r] = exp2f(m_r[r] - mx[r]);
+      mx[r] = fmaxf(m_r[r], mx[r] * sl2);  // scale > 0: max commutes with it
+      corr[r] = ex2(m_r[r] - mx[r]);
       m_r[r] = mx[r];
     }
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb) {
-      const float p0 = exp2f(fmaf(sc[nb * 4 + 0], sl2, -mx[0]));
-      const float p1 = exp2f(fmaf(sc[nb * 4 + 1], sl2, -mx[0]));
-      const float p2 = exp2f(fmaf(sc[nb * 4 + 2], sl2, -mx[1]));
-      const float p3 = exp2f(fmaf(sc[nb * 4 + 3], sl2, -mx[1]));
+      const float p0 = ex2(fmaf(sc[nb * 4 + 0], sl2, -mx[0]));
+      const float p1 = ex2(fmaf(sc[nb * 4 + 1], sl2, -mx[0]));
+      const float p2 = ex2(fmaf(sc[nb * 4 + 2], sl2, -mx[1]));
+      const float p3 = ex2(fmaf(sc[nb * 4 + 3], sl2, -mx[1]));
       rsum[0] += p0 + p1;
       rsum[1] += p2 + p3;
       pa[nb >> 1][(nb & 1) * 2 + 0] = MmaType<T>::pack(p0, p1);
@@ -293,11 +297,13 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
     const int s = n % STAGES;
     mbar_wait(&full[s], (n / STAGES) & 1);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    if (p.pingpong) named_sync(3 + wg, 256);  // my turn to issue
     wgmma::fence();
     issue_s(sc, s);
     wgmma::commit();
     issue_pv(pin, prev_stage);
     wgmma::commit();
+    if (p.pingpong) named_arrive(3 + (wg ^ 1), 256);  // the other warpgroup's turn
     wgmma::wait<1>();  // S_n ready; P_{n-1} V_{n-1} may still run
     softmax(sc, re - k0, pout, corr);
     wgmma::wait<0>();
@@ -320,6 +326,9 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
     mbar_arrive(&empty[prev_stage]);
   };
   uint32_t pnext[BN / 16][4];
+  // Ping-pong: warpgroup 0 goes first; every step's arrive is matched by one sync of the
+  // other warpgroup, and warpgroup 0 consumes warpgroup 1's last arrive after the loop.
+  if (p.pingpong && wg == 1) named_arrive(3, 256);
   for (int n = 1;; n += 2) {
     if (!advance()) {
       finish(pprev);
@@ -332,6 +341,7 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
     }
     step(n + 1, pnext, pprev);
   }
+  if (p.pingpong && wg == 0) named_sync(3, 256);
 
 #pragma unroll
   for (int r = 0; r < 2; ++r) {

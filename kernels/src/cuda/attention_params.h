@@ -46,6 +46,9 @@ struct AttentionParams {
   // head-major (all tiles of one (batch, head) back to back: its K/V, ~34 MB at Flux 4096^2,
   // stays in L2 while neighbouring groups read it) or tile-major (all heads of one tile).
   int32_t head_major;
+  // sm90: the two consumer warpgroups take turns issuing their matrix products (named
+  // barriers, FlashAttention-3's "ping-pong"), so one's softmax runs under the other's GEMMs.
+  int32_t pingpong;
 };
 
 // Fills rowmap[0, total) (int32, device) from the layout's geometry on `stream`.

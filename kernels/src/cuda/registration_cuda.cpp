@@ -123,6 +123,10 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
     p.image_tiles = static_cast<int32_t>(p.tiles_per_group * l.geom.num_groups());
   }
   p.head_major = head_major_schedule() ? 1 : 0;
+  {
+    const char* e = std::getenv("GRAT_PINGPONG");  // experiment switch, default off
+    p.pingpong = e != nullptr && e[0] == '1';
+  }
   const int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * B * H;
   TORCH_CHECK(blocks < std::numeric_limits<int32_t>::max(),
               "grat: too many query tiles x batch x heads for one launch (",
