@@ -1,12 +1,16 @@
 # grat_engine_core: the model-independent parts of the engine (schedules, manifest,
 # encoders). Included from the top-level CMakeLists.
-find_package(PkgConfig REQUIRED)
+find_package(PkgConfig)  # optional: GPU hosts may lack pkg-config
 find_package(yaml-cpp REQUIRED)
 find_package(PNG REQUIRED)
-pkg_check_modules(WEBP REQUIRED IMPORTED_TARGET libwebp)
+find_path(WEBP_INCLUDE_DIR webp/encode.h REQUIRED)
+find_library(WEBP_LIBRARY webp REQUIRED)
+add_library(grat_webp INTERFACE)
+target_include_directories(grat_webp INTERFACE ${WEBP_INCLUDE_DIR})
+target_link_libraries(grat_webp INTERFACE ${WEBP_LIBRARY})
 option(GRAT_WITH_VIDEO "MP4 output through ffmpeg's libraries when found" ON)
 set(GRAT_HAVE_VIDEO OFF)
-if(GRAT_WITH_VIDEO)
+if(GRAT_WITH_VIDEO AND PkgConfig_FOUND)
   pkg_check_modules(LIBAV IMPORTED_TARGET libavcodec libavformat libavutil libswscale)
   if(LIBAV_FOUND)
     set(GRAT_HAVE_VIDEO ON)
@@ -21,7 +25,7 @@ add_library(grat_engine_core STATIC
   ${_core}/image_codec.cpp
   ${_core}/video_codec.cpp)
 target_include_directories(grat_engine_core PUBLIC ${CMAKE_CURRENT_LIST_DIR}/include)
-target_link_libraries(grat_engine_core PUBLIC yaml-cpp PNG::PNG PkgConfig::WEBP)
+target_link_libraries(grat_engine_core PUBLIC yaml-cpp PNG::PNG grat_webp)
 target_compile_options(grat_engine_core PRIVATE ${GRAT_WARNINGS})
 set_target_properties(grat_engine_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
 if(GRAT_HAVE_VIDEO)

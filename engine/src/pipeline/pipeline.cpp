@@ -12,6 +12,7 @@
 
 #if GRAT_HAVE_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #endif
 
 namespace grat::engine {
@@ -55,6 +56,14 @@ at::Tensor ids_tensor(const std::vector<std::vector<int64_t>>& rows, c10::Device
   std::vector<at::Tensor> ts;
   for (const auto& r : rows) ts.push_back(at::tensor(r, at::kLong));
   return at::stack(ts).to(device);
+}
+
+void synchronize(const c10::Device& device) {
+#if GRAT_HAVE_CUDA
+  if (device.is_cuda()) c10::cuda::device_synchronize();
+#else
+  (void)device;
+#endif
 }
 
 void release_memory(const c10::Device& device) {
@@ -118,6 +127,7 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
     auto [seq, pooled] = encode(t5_ids, clip_ids);
     at::Tensor neg_seq, neg_pooled;
     if (cfg) std::tie(neg_seq, neg_pooled) = encode(t5_neg, clip_neg);
+    synchronize(device);  // stage boundaries only: no host sync inside the step loop
     timings.text_encode_s = since(t0);
 
     // Seeded noise per job on the CPU: a seed gives the same image whatever the batch.
@@ -187,7 +197,13 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
                                          a.group[0],
                                          a.group[1],
                                          a.radius};
-        return transformer.forward(args).toTensor().to(at::kFloat);
+        if (!options.profile_forwards) return transformer.forward(args).toTensor().to(at::kFloat);
+        synchronize(device);
+        const auto f0 = Clock::now();
+        at::Tensor out = transformer.forward(args).toTensor();
+        synchronize(device);
+        timings.forward_s += since(f0);
+        return out.to(at::kFloat);
       };
       at::Tensor v = velocity(seq, pooled);
       if (cfg) {
@@ -195,7 +211,10 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
         v = vn + g.view({-1, 1, 1}) * (v - vn);
       }
       x = x + (sigmas[i + 1] - sigmas[i]) * v;
-      if (i == 0) timings.first_step_s = since(t0);
+      if (i == 0) {
+        if (options.profile_forwards) synchronize(device);
+        timings.first_step_s = since(t0);
+      }
       for (size_t k = 0; k < active.size(); ++k) {
         const Job& job = jobs[active[k]];
         if (job.observer == nullptr) continue;
@@ -205,6 +224,7 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
         job.observer->on_progress(i + 1, steps, pv);
       }
     }
+    synchronize(device);
     timings.denoise_s = since(t0);
 
     t0 = Clock::now();

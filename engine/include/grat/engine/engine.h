@@ -34,6 +34,9 @@ struct EngineOptions {
   // TorchScript's optimizing (profiling) executor: faster once warm, but it re-specializes
   // for every new resolution (seconds each at full size). Off by default for a service.
   bool optimized_execution = false;
+  // Benchmarks: synchronize around each transformer forward to report StageTimings::forward_s
+  // (adds a host sync per step; off in service).
+  bool profile_forwards = false;
 };
 
 struct Job {

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Source on the GPU host (no network, no apt): unpacks the carried Debian packages in .debs/
+# (made here with `apt-get download`, see README) into /tmp/grat-deps and points CMake,
+# pkg-config and the loader at them. Never unpacks into /.
+#   source scripts/gpu_host_env.sh && cmake -S . -B /tmp/b $GRAT_GPU_CMAKE_ARGS
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+prefix=/tmp/grat-deps
+if [ ! -d "$prefix/usr" ]; then
+  mkdir -p "$prefix"
+  for f in "$root"/.debs/*.deb; do dpkg -x "$f" "$prefix"; done
+fi
+export CMAKE_PREFIX_PATH="$prefix/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+export PKG_CONFIG_SYSROOT_DIR="$prefix"
+export PKG_CONFIG_LIBDIR="$prefix/usr/lib/x86_64-linux-gnu/pkgconfig:$prefix/usr/share/pkgconfig"
+export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export GRAT_GPU_CMAKE_ARGS="-G Ninja -DGRAT_BUILD_TESTS=OFF -DGRAT_WITH_VIDEO=OFF -DGRAT_BUILD_TINY_BUNDLE=OFF -DCMAKE_CUDA_ARCHITECTURES=90a"
