@@ -1,7 +1,9 @@
 #include "grat/tokenizer/clip_tokenizer.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -85,8 +87,8 @@ TEST(ClipTokenizer, Errors) {
   } catch (const TokenizerError& e) {
     EXPECT_EQ(e.code(), TokenizerError::Code::kFileNotFound);
   }
-  const std::string vocab = testing::TempDir() + "clip_vocab_without_specials.json";
-  const std::string merges = testing::TempDir() + "clip_merges_empty.txt";
+  const std::string vocab = testing::TempDir() + std::to_string(getpid()) + "_clip_vocab.json";
+  const std::string merges = testing::TempDir() + std::to_string(getpid()) + "_clip_merges.txt";
   std::ofstream(vocab) << R"({"a": 0, "a</w>": 1})";
   std::ofstream(merges) << "#version: 0.2\n";
   try {
@@ -96,6 +98,8 @@ TEST(ClipTokenizer, Errors) {
     EXPECT_EQ(e.code(), TokenizerError::Code::kCorruptFile);
     EXPECT_NE(std::string(e.what()).find("<|startoftext|>"), std::string::npos) << e.what();
   }
+  std::remove(vocab.c_str());
+  std::remove(merges.c_str());
 }
 
 }  // namespace

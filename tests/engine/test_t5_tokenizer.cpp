@@ -1,7 +1,9 @@
 #include "grat/tokenizer/t5_tokenizer.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -128,7 +130,7 @@ TEST(T5Tokenizer, FileErrors) {
   } catch (const TokenizerError& e) {
     EXPECT_EQ(e.code(), TokenizerError::Code::kFileNotFound);
   }
-  const std::string corrupt = testing::TempDir() + "t5_corrupt.model";
+  const std::string corrupt = testing::TempDir() + std::to_string(getpid()) + "_t5_corrupt.model";
   std::ofstream(corrupt, std::ios::binary) << "not a sentencepiece model";
   try {
     T5Tokenizer::Load(corrupt);
@@ -137,6 +139,7 @@ TEST(T5Tokenizer, FileErrors) {
     EXPECT_EQ(e.code(), TokenizerError::Code::kCorruptFile);
     EXPECT_NE(std::string(e.what()).find(corrupt), std::string::npos) << e.what();
   }
+  std::remove(corrupt.c_str());
   ASSERT_FALSE(TokenizerDir().empty());
   EXPECT_THROW(Load(0), std::invalid_argument);
 }

@@ -1,7 +1,9 @@
 #include "grat/tokenizer/sentencepiece_model.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,20 +20,23 @@ std::string TokenizerDir() {
 }
 
 std::string WriteTemp(const std::string& name, const std::string& bytes) {
-  const std::string path = testing::TempDir() + name;
+  const std::string path = testing::TempDir() + std::to_string(getpid()) + "_" + name;
   std::ofstream(path, std::ios::binary) << bytes;
   return path;
 }
 
+// Loads `path` (then deletes it) and returns the error's code.
 TokenizerError::Code LoadError(const std::string& path) {
+  TokenizerError::Code code = TokenizerError::Code::kUnsupported;
   try {
     LoadSentencePieceModel(path);
+    ADD_FAILURE() << "no error loading " << path;
   } catch (const TokenizerError& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
-    return e.code();
+    code = e.code();
   }
-  ADD_FAILURE() << "no error loading " << path;
-  return TokenizerError::Code::kUnsupported;
+  std::remove(path.c_str());
+  return code;
 }
 
 TEST(SentencePieceModel, ReadsTheTinyT5Model) {
