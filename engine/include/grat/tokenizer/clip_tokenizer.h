@@ -31,7 +31,7 @@ class ClipTokenizer {
   };
 
   // Throws TokenizerError (kFileNotFound / kCorruptFile, or kCorruptFile when a special token
-  // of `options` is not in the vocabulary).
+  // of `options` is not in the vocabulary), and std::invalid_argument for max_length < 2.
   static ClipTokenizer Load(const std::string& vocab_json_path, const std::string& merges_path,
                             Options options);
   static ClipTokenizer Load(const std::string& vocab_json_path, const std::string& merges_path) {

@@ -42,7 +42,8 @@ class T5Tokenizer {
     Normalization normalization = Normalization::kTransformers;
   };
 
-  // Throws TokenizerError (kFileNotFound / kCorruptFile / kUnsupported).
+  // Throws TokenizerError (kFileNotFound / kCorruptFile / kUnsupported), and
+  // std::invalid_argument for options out of range (max_length < 1, extra_ids < 0).
   static T5Tokenizer Load(const std::string& spiece_model_path, Options options);
   static T5Tokenizer Load(const std::string& spiece_model_path) {
     return Load(spiece_model_path, Options());
