@@ -10,6 +10,8 @@ APT_PACKAGES=(
   nlohmann-json3-dev libyaml-cpp-dev
   libpng-dev libwebp-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libspdlog-dev prometheus-cpp-dev prometheus
 )
 
 SUDO=""
