@@ -308,12 +308,15 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
     softmax(sc, re - k0, pout, corr);
     wgmma::wait<0>();
     mbar_arrive(&empty[prev_stage]);
+    // Rescale O only where some row's max moved (after the first tiles it rarely does).
+    if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
 #pragma unroll
-    for (int db = 0; db < D / 8; ++db) {
-      o[db * 4 + 0] *= corr[0];
-      o[db * 4 + 1] *= corr[0];
-      o[db * 4 + 2] *= corr[1];
-      o[db * 4 + 3] *= corr[1];
+      for (int db = 0; db < D / 8; ++db) {
+        o[db * 4 + 0] *= corr[0];
+        o[db * 4 + 1] *= corr[0];
+        o[db * 4 + 2] *= corr[1];
+        o[db * 4 + 3] *= corr[1];
+      }
     }
     prev_stage = s;
   };
