@@ -3,8 +3,9 @@ FlexAttention with the identical block mask, at Flux and HunyuanVideo shapes.
 
 Usage: python3 bench/attention_bench.py <libgrat_kernels.so> [--cases flux1024,...,video16]
          [--no-flex] [--no-full] [--peer-max-tokens N] [--out bench/results]
-Patterns: B, X, full, fullpad (full with half the text tokens padding: the op masks them in
-the kernel; cuDNN's column is unmasked full attention, its best case).
+Patterns: B, X, full, fullpad (full with half the text tokens padding; cuDNN's column is
+unmasked full attention, its best case). For full/fullpad "ours" is the op's default (SDPA
+with the padding keys dropped) and "ours_own_full" our own kernel.
 Cases: flux1024 flux2048 flux4096 flux8192 (24 heads x 128, 512 text first, 16x16 groups),
        video32 video16 (latent 32|16 x 48 x 80, 256 text last, 4x8x8 groups).
 Ours ("ours", "raster": the Hopper kernel on sm_90; "portable": the mma.sync kernel) is
@@ -169,6 +170,10 @@ def main():
             def ours(grouped):
                 return torch.ops.grat.attention(q, k, v, c["grid"], c["group"], op_pat, 1,
                                                 c["text"], c["text_first"], valid, grouped)
+            if op_pat == "full":  # default: SDPA (dense_full.cpp); also time our kernel
+                os.environ["GRAT_FULL_KERNEL"] = "own"
+                r["ours_own_full"] = timeit(lambda: ours(True), reps)
+                os.environ["GRAT_FULL_KERNEL"] = "sdpa"
             r["ours_grouped"] = timeit(lambda: ours(True), reps)
             r["ours_raster"] = timeit(lambda: ours(False), reps)
             if torch.cuda.get_device_capability()[0] == 9 and not args.no_portable:

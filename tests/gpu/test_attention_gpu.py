@@ -1,8 +1,9 @@
 """GPU tests of grat::attention (CUDA) against the CPU reference and a float32 masked SDPA.
 
 Usage: python3 test_attention_gpu.py <libgrat_kernels.so> [--small] [--seed N] [--errors-only]
-Every case runs on both CUDA paths where the GPU has them: the Hopper wgmma kernel (sm_90)
-and the portable mma.sync kernel (GRAT_FORCE_PORTABLE=1).
+Every case runs on the portable mma.sync kernel (GRAT_FORCE_PORTABLE=1) and on the default
+path (the Hopper wgmma kernel on sm_90; SDPA for pattern full); pattern full also on our own
+kernel (GRAT_FULL_KERNEL=own).
 
 Fresh random inputs for every case; the op's output memory is poisoned (NaN) first through the
 caching allocator (a NaN-filled block of the same size is freed right before the call, so the
@@ -167,17 +168,25 @@ def main():
     gen = torch.Generator(device="cuda").manual_seed(seed)
     print(f"GPU: {torch.cuda.get_device_name()}  seed={seed}")
     failures = 0
-    paths = ["portable"] + (["sm90"] if torch.cuda.get_device_capability()[0] == 9 else [])
-    for i, (c, path) in enumerate((c, path) for c in cases(small) for path in paths):
+    sm90 = torch.cuda.get_device_capability()[0] == 9
+    # Paths: "portable" (mma.sync kernel for every pattern), "default" (sm90 kernel on
+    # Hopper, SDPA for pattern full), "own-full" (our default kernel for pattern full).
+    def paths(c):
+        ps = ["portable", "default"]
+        return ps + (["own-full"] if c["pattern"] == "full" else [])
+    for i, (c, path) in enumerate((c, path) for c in cases(small) for path in paths(c)):
         os.environ["GRAT_FORCE_PORTABLE"] = "1" if path == "portable" else "0"
+        os.environ["GRAT_FULL_KERNEL"] = "own" if path == "own-full" else "sdpa"
         r = run_case(c, gen)
         desc = (f"{c['pattern']:4s} grid={c['grid']} group={c['group']} text={c['text']}"
                 f"{'F' if c['text_first'] else 'L'} valid={c.get('valid', [])} B={c['B']} H={c['H']}"
                 f" D={c['D']} {str(c['dtype'])[6:]}")
         errs = " ".join(f"{k[4:]}={v:.1e}" for k, v in r.items() if k.startswith("err"))
-        print(f"{'ok  ' if r['ok'] else 'FAIL'} {i:2d} {path:8s} {desc} | {errs}{' NaN!' if r['nan'] else ''}")
+        print(f"{'ok  ' if r['ok'] else 'FAIL'} {i:2d} {path:9s} {desc} | {errs}{' NaN!' if r['nan'] else ''}")
         failures += not r["ok"]
     os.environ.pop("GRAT_FORCE_PORTABLE")
+    os.environ.pop("GRAT_FULL_KERNEL")
+    print(f"device {torch.cuda.get_device_name()}, sm90 path {'tested' if sm90 else 'absent'}")
     print(f"{failures} failures")
     sys.exit(1 if failures else 0)
 

@@ -15,6 +15,7 @@
 
 #include "../internal.h"
 #include "attention_params.h"
+#include "dense_full.h"
 
 namespace grat {
 namespace {
@@ -25,6 +26,13 @@ constexpr int64_t kBM = 128;  // query rows per CTA (Tile<D>::BM and Sm90Tile<D>
 bool head_major_schedule() {
   const char* e = std::getenv("GRAT_SCHEDULE");
   return e == nullptr || std::string(e) != "tile";
+}
+
+// Pattern `full` goes to PyTorch's SDPA (cuDNN / FlashAttention, padded text dropped from the
+// keys, dense_full.cpp) unless GRAT_FULL_KERNEL=own or GRAT_FORCE_PORTABLE=1 ask for ours.
+bool full_via_sdpa() {
+  const char* e = std::getenv("GRAT_FULL_KERNEL");
+  return e == nullptr || std::string(e) != "own";
 }
 
 bool force_portable() {
@@ -67,6 +75,9 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
   c10::cuda::CUDAGuard guard(q_in.device());
   at::Tensor out = at::empty({B, N, H, D}, q_in.options());
   if (B == 0) return out;
+  if (l.geom.pattern == Pattern::kFull && full_via_sdpa() && !force_portable()) {
+    return cuda::full_attention_sdpa(q_in, k_in, v_in, l, sc);
+  }
   const at::Tensor q = kernel_ready(q_in), k = kernel_ready(k_in), v = kernel_ready(v_in);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
