@@ -1,8 +1,9 @@
 // Scheduler implementation.
 //
 // One mutex (Core::mu_) guards the queues, every job's state and the event queue. Threads:
-//  - one worker per executor: takes the highest-priority job, gathers queued jobs with the same
-//    batch key (waiting up to max_batch_delay from the head's submission), runs the batch;
+//  - one worker per executor: takes the highest-priority job whose key no other worker is
+//    batching, gathers queued jobs with the same batch key (waiting up to max_batch_delay from
+//    the head's submission, less once the batch is full), runs the batch;
 //  - a reaper: finishes queued jobs whose deadline has passed, at that instant;
 //  - a dispatcher: calls JobListeners in the order events were posted, never holding the mutex.
 //    Events are posted under the mutex at the state change they report, so each job sees
@@ -110,6 +111,8 @@ struct Model {
   std::vector<std::unique_ptr<Executor>> executors;
   std::set<Job*, QueueOrder> queue;  // queued jobs only; owned by Core::jobs_
   std::condition_variable cv;        // workers: queue changed, a forming job cancelled, stop
+  // Keys of batches that workers are still filling: other workers leave those jobs to them.
+  std::map<std::string, int> forming;
   int64_t reported_depth = -1;
 };
 
@@ -405,6 +408,14 @@ class Core {
     for (auto& [name, m] : models_) m->cv.notify_all();
   }
 
+  // The first queued job (priority, then FIFO) whose key no other worker is batching.
+  static Job* pick_head(const Model& m) {
+    for (Job* j : m.queue) {
+      if (m.forming.count(j->key) == 0) return j;
+    }
+    return nullptr;
+  }
+
   // Moves queued jobs with `key` into `batch`, in queue order, up to max_batch.
   void gather(Model& m, const std::string& key, std::vector<JobPtr>& batch) {
     const auto max_batch = static_cast<size_t>(m.config.max_batch);
@@ -453,14 +464,15 @@ class Core {
     const std::string& model = m.config.name;
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
-      m.cv.wait(lk, [&] { return stopping_ || !m.queue.empty(); });
+      Job* head = nullptr;
+      m.cv.wait(lk, [&] { return stopping_ || (head = pick_head(m)) != nullptr; });
       if (stopping_) return;
       std::vector<JobPtr> batch;
-      Job* head = *m.queue.begin();
       const std::string key = head->key;
       const Clock::time_point form_until = head->submitted + m.config.max_batch_delay;
       gather(m, key, batch);
       reposition(m);
+      ++m.forming[key];
       for (;;) {
         drop_stopped(batch);
         if (batch.empty() || static_cast<int64_t>(batch.size()) >= m.config.max_batch ||
@@ -474,6 +486,8 @@ class Core {
         gather(m, key, batch);
         reposition(m);
       }
+      if (--m.forming[key] == 0) m.forming.erase(key);
+      m.cv.notify_all();  // jobs of this key left in the queue are free for other workers
       if (batch.empty()) continue;
 
       const Clock::time_point now = Clock::now();

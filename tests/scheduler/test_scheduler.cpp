@@ -549,6 +549,26 @@ TEST(Scheduler, TwoDevicesBothServe) {
   }
 }
 
+TEST(Scheduler, AnIdleDeviceLeavesAFormingBatchItsJobs) {
+  Fixture f(config(2, 500ms), 2, 5ms, false);
+  auto a = f.submit(req("a")).second;
+  ASSERT_TRUE(a->wait_position(0));
+  std::this_thread::sleep_for(20ms);  // a worker has taken "a" and waits for company
+  auto b = f.submit(req("b")).second;
+  ASSERT_TRUE(a->wait_finished());
+  ASSERT_TRUE(b->wait_finished());
+  EXPECT_EQ(a->batch_size(), 2);
+  EXPECT_EQ(b->batch_size(), 2);
+  // Other keys still go to the idle device at once.
+  auto c = f.submit(req("c", 2, 16)).second;
+  auto d = f.submit(req("d", 2, 32)).second;
+  ASSERT_TRUE(c->wait_started());
+  ASSERT_TRUE(d->wait_started());
+  EXPECT_NE(c->device(), d->device());
+  ASSERT_TRUE(c->wait_finished());
+  ASSERT_TRUE(d->wait_finished());
+}
+
 TEST(Scheduler, FailingAndThrowingExecutorsKeepTheWorkerServing) {
   Fixture f(config(), 1, 1ms, false);
   auto thrown = f.submit(req("throw")).second;
