@@ -1,9 +1,10 @@
 // CUDA implementation of grat::attention: input checks, the work decomposition, and the
-// launch of the forward kernels (Hopper wgmma on sm_90, portable mma.sync on sm_80+).
-// Unsupported inputs fail with a TORCH_CHECK naming what is supported; nothing falls back
-// silently. Integers in messages go through std::to_string: on the GPU host (torch 2.11
-// venv), streaming an integer into c10::str's ostringstream from this library segfaulted
-// in std::num_put (two libstdc++ locale instances, see notes/kernels.md).
+// launch of the forward kernels (Hopper wgmma on sm_90, portable mma.sync on sm_80+; pattern
+// full through SDPA, dense_full.cpp). Unsupported inputs fail with a TORCH_CHECK naming what
+// is supported; nothing falls back silently. Integers in messages go through std::to_string:
+// on the GPU host (torch 2.11 venv), streaming an integer into c10::str's ostringstream from
+// this library segfaulted in std::ostream::_M_insert<long> (cause not established; see
+// notes/kernels.md).
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
