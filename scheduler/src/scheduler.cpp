@@ -9,7 +9,8 @@
 //    Events are posted under the mutex at the state change they report, so each job sees
 //    on_queued* -> on_started -> on_progress* -> on_finished, and on_finished exactly once.
 // Metrics hooks are called under the mutex (they must not block or call back into the
-// scheduler), so a gauge receives queue depths in the order they happened.
+// scheduler), so a gauge receives queue depths in the order they happened. Listeners may call
+// submit() and cancel(), but not drain() or the destructor: those wait for the dispatcher.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -282,7 +283,11 @@ class Core {
   void drain(std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> lk(mu_);
     draining_ = true;
-    const Clock::time_point until = Clock::now() + std::max(timeout, std::chrono::milliseconds(0));
+    // Clamped so that milliseconds::max() means "no limit" without overflowing the clock.
+    const auto limit =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::hours(24 * 365 * 100));
+    const Clock::time_point until =
+        Clock::now() + std::clamp(timeout, std::chrono::milliseconds(0), limit);
     if (!idle_cv_.wait_until(lk, until, [&] { return live_ == 0; })) {
       cancel_all_locked("cancelled: drain timeout passed");
       idle_cv_.wait(lk, [&] { return live_ == 0; });
