@@ -6,13 +6,14 @@
 // per step. Shared memory: Q BM x D + 2 stages of K and V (BN x D each):
 //   D = 128: 32 KiB + 64 KiB = 96 KiB (2 CTAs / SM on sm_80/sm_90)
 //   D =  64: 16 KiB + 32 KiB = 48 KiB
-// Q fragments are re-read from shared memory every key tile (keeps registers < 128 so two
-// CTAs fit per SM).
+// Q fragments are re-read from shared memory every key tile (aims at < 128 registers so two
+// CTAs fit per SM; ptxas still spills ~156 B at D = 128, 52-80 B at D = 64).
 //
 // Each CTA handles one query tile of one (batch, head): a text tile (reads all image tokens
 // and the valid text) or a slice of one query group (reads the valid text and the groups of
-// its region, see key_ranges.cuh). Tiles are ordered text first (longest work first), and
-// for neighbouring groups all heads run back to back, which keeps shared K/V in L2.
+// its region, see key_ranges.cuh). Tiles are ordered text first (longest work first), then
+// image tiles head-major (decode_block), which keeps one head's K/V in L2 while neighbouring
+// groups read it.
 #pragma once
 
 #include <cuda_bf16.h>
