@@ -1,0 +1,57 @@
+// Server configuration: one YAML file (every key documented in deploy/config.example.yaml),
+// then environment overrides. Loading refuses unknown keys and bad values with an error
+// naming the key (ConfigError).
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace grat::server {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ModelEntry {
+  std::string name;                  // API name (required)
+  std::string bundle;                // bundle folder
+  std::vector<std::string> devices;  // one worker per device: "cpu", "cuda:0", ...
+  std::string dtype = "auto";        // auto | bf16 | fp16 | fp32
+  int64_t max_queue = 64;
+  int64_t max_batch = 4;
+  int64_t max_batch_delay_ms = 20;
+  int64_t max_prompt_bytes = 4096;  // prompts longer than this are refused before tokenizing
+};
+
+struct ServerConfig {
+  std::string listen = "localhost:50051";
+  std::string metrics_listen = "localhost:9464";  // empty: no /metrics
+  double drain_timeout_s = 30;
+  std::string default_model;  // empty: the first model
+  std::string log_level = "info";
+  int64_t chunk_bytes = 1 << 20;  // result chunk size, well under gRPC's 4 MiB
+  int64_t max_receive_bytes = 1 << 20;
+  std::vector<ModelEntry> models;
+};
+
+// Parses a YAML document (text) into a config; `base_dir` resolves relative bundle paths.
+ServerConfig parse_config(const std::string& yaml_text, const std::string& base_dir);
+ServerConfig load_config_file(const std::string& path);
+
+// The no-argument config: the tiny bundle on the CPU, on localhost:50051. The bundle is
+// $GRAT_TINY_BUNDLE, else the build's bundle, else bundles/flux-tiny next to the executable's
+// repository or the working directory.
+ServerConfig default_config(const std::string& executable_path);
+
+// GRAT_LISTEN, GRAT_METRICS_LISTEN, GRAT_LOG_LEVEL and GRAT_MODEL_<NAME>_PATH (NAME: the model
+// name upper-cased, every other character than A-Z0-9 as '_') replace the matching values.
+// `getenv` is injectable for tests.
+void apply_env_overrides(ServerConfig& config, const char* (*getenv_fn)(const char*) = nullptr);
+
+// The environment variable that overrides a model's bundle path.
+std::string model_path_env(const std::string& model_name);
+
+}  // namespace grat::server

@@ -1,0 +1,262 @@
+#include "grat/server/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace grat::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+[[noreturn]] void fail(const std::string& key, const std::string& msg) {
+  throw ConfigError("config key '" + key + "': " + msg);
+}
+
+// A mapping whose keys must all be known.
+class Map {
+ public:
+  Map(const YAML::Node& node, std::string where, const std::set<std::string>& known)
+      : node_(node), where_(std::move(where)) {
+    if (!node_.IsMap()) fail(where_.empty() ? "<root>" : where_, "must be a mapping");
+    for (const auto& kv : node_) {
+      const std::string k = kv.first.as<std::string>();
+      if (!known.count(k)) fail(key(k), "unknown key");
+    }
+  }
+  std::string key(const std::string& k) const { return where_.empty() ? k : where_ + "." + k; }
+  bool has(const std::string& k) const { return static_cast<bool>(node_[k]); }
+  YAML::Node at(const std::string& k) const { return node_[k]; }
+
+  std::string text(const std::string& k) const {
+    const YAML::Node n = node_[k];
+    if (!n.IsScalar()) fail(key(k), "expected a string");
+    return n.Scalar();
+  }
+  int64_t integer(const std::string& k, int64_t lo, int64_t hi) const {
+    const YAML::Node n = node_[k];
+    int64_t v = 0;
+    if (!n.IsScalar() || !YAML::convert<int64_t>::decode(n, v)) {
+      fail(key(k), "expected an integer");
+    }
+    if (v < lo || v > hi) {
+      fail(key(k), "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+                       std::to_string(v));
+    }
+    return v;
+  }
+  double number(const std::string& k, double lo, double hi) const {
+    const YAML::Node n = node_[k];
+    double v = 0;
+    if (!n.IsScalar() || !YAML::convert<double>::decode(n, v) || !std::isfinite(v)) {
+      fail(key(k), "expected a number");
+    }
+    if (v < lo || v > hi) {
+      std::ostringstream o;
+      o << "must be in [" << lo << ", " << hi << "], got " << v;
+      fail(key(k), o.str());
+    }
+    return v;
+  }
+
+ private:
+  YAML::Node node_;
+  std::string where_;
+};
+
+bool valid_address(const std::string& a) {
+  const auto colon = a.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == a.size()) return false;
+  for (size_t i = colon + 1; i < a.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(a[i]))) return false;
+  }
+  return std::stol(a.substr(colon + 1)) <= 65535;
+}
+
+bool valid_device(const std::string& d) {
+  if (d == "cpu" || d == "cuda") return true;
+  if (d.rfind("cuda:", 0) != 0 || d.size() == 5) return false;
+  for (size_t i = 5; i < d.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(d[i]))) return false;
+  }
+  return true;
+}
+
+const std::set<std::string> kLevels = {"trace", "debug",    "info", "warn",
+                                       "error", "critical", "off"};
+
+void check_top(const ServerConfig& c) {
+  if (!valid_address(c.listen)) fail("listen", "expected host:port, got '" + c.listen + "'");
+  if (!c.metrics_listen.empty() && !valid_address(c.metrics_listen)) {
+    fail("metrics_listen", "expected host:port or \"\", got '" + c.metrics_listen + "'");
+  }
+  if (!kLevels.count(c.log_level)) {
+    fail("log_level",
+         "expected trace|debug|info|warn|error|critical|off, got '" + c.log_level + "'");
+  }
+  if (c.models.empty()) fail("models", "at least one model is required");
+  std::set<std::string> names;
+  for (size_t i = 0; i < c.models.size(); ++i) {
+    const std::string k = "models[" + std::to_string(i) + "]";
+    if (!names.insert(c.models[i].name).second) {
+      fail(k + ".name", "duplicate model name '" + c.models[i].name + "'");
+    }
+  }
+  if (!c.default_model.empty() && !names.count(c.default_model)) {
+    fail("default_model", "no model named '" + c.default_model + "'");
+  }
+}
+
+ModelEntry parse_model(const YAML::Node& node, const std::string& where,
+                       const std::string& base_dir) {
+  const Map m(node, where,
+              {"name", "bundle", "devices", "dtype", "max_queue", "max_batch", "max_batch_delay_ms",
+               "max_prompt_bytes"});
+  ModelEntry e;
+  if (!m.has("name")) fail(m.key("name"), "missing");
+  e.name = m.text("name");
+  if (e.name.empty() || e.name.size() > 128) fail(m.key("name"), "must be 1..128 characters");
+  for (char ch : e.name) {
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) {
+      fail(m.key("name"), "may hold only letters, digits, '-', '_' and '.'");
+    }
+  }
+  if (!m.has("bundle")) fail(m.key("bundle"), "missing");
+  e.bundle = m.text("bundle");
+  if (e.bundle.empty()) fail(m.key("bundle"), "must not be empty");
+  if (fs::path(e.bundle).is_relative() && !base_dir.empty()) {
+    e.bundle = (fs::path(base_dir) / e.bundle).lexically_normal().string();
+  }
+  if (m.has("devices")) {
+    const YAML::Node d = m.at("devices");
+    if (!d.IsSequence() || d.size() == 0) fail(m.key("devices"), "expected a non-empty list");
+    for (size_t i = 0; i < d.size(); ++i) {
+      const std::string k = m.key("devices") + "[" + std::to_string(i) + "]";
+      if (!d[i].IsScalar() || !valid_device(d[i].Scalar())) {
+        fail(k, "expected cpu, cuda or cuda:N");
+      }
+      e.devices.push_back(d[i].Scalar());
+    }
+  } else {
+    e.devices = {"cpu"};
+  }
+  if (m.has("dtype")) {
+    e.dtype = m.text("dtype");
+    if (e.dtype != "auto" && e.dtype != "bf16" && e.dtype != "fp16" && e.dtype != "fp32") {
+      fail(m.key("dtype"), "expected auto|bf16|fp16|fp32, got '" + e.dtype + "'");
+    }
+  }
+  if (m.has("max_queue")) e.max_queue = m.integer("max_queue", 0, 1000000);
+  if (m.has("max_batch")) e.max_batch = m.integer("max_batch", 1, 256);
+  if (m.has("max_batch_delay_ms")) e.max_batch_delay_ms = m.integer("max_batch_delay_ms", 0, 60000);
+  if (m.has("max_prompt_bytes")) e.max_prompt_bytes = m.integer("max_prompt_bytes", 1, 1 << 20);
+  return e;
+}
+
+std::string tiny_bundle(const std::string& executable_path) {
+  if (const char* env = std::getenv("GRAT_TINY_BUNDLE"); env && *env) return env;
+  std::vector<fs::path> candidates;
+#ifdef GRAT_DEFAULT_BUNDLE
+  candidates.emplace_back(GRAT_DEFAULT_BUNDLE);
+#endif
+  std::error_code ec;
+  if (!executable_path.empty()) {
+    fs::path dir = fs::weakly_canonical(fs::path(executable_path), ec).parent_path();
+    for (int up = 0; up < 4 && !dir.empty(); ++up, dir = dir.parent_path()) {
+      candidates.push_back(dir / "bundles" / "flux-tiny");
+    }
+  }
+  candidates.push_back(fs::current_path(ec) / "bundles" / "flux-tiny");
+  for (const auto& c : candidates) {
+    if (fs::exists(c / "model.yaml", ec)) return c.string();
+  }
+  return candidates.front().string();
+}
+
+}  // namespace
+
+ServerConfig parse_config(const std::string& yaml_text, const std::string& base_dir) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(std::string("config is not valid YAML: ") + e.what());
+  }
+  if (!root || root.IsNull()) throw ConfigError("config is empty");
+  const Map m(root, "",
+              {"listen", "metrics_listen", "drain_timeout_s", "default_model", "log_level",
+               "chunk_bytes", "max_receive_bytes", "models"});
+  ServerConfig c;
+  if (m.has("listen")) c.listen = m.text("listen");
+  if (m.has("metrics_listen")) {
+    c.metrics_listen = m.at("metrics_listen").IsNull() ? "" : m.text("metrics_listen");
+  }
+  if (m.has("drain_timeout_s")) c.drain_timeout_s = m.number("drain_timeout_s", 0, 86400);
+  if (m.has("default_model")) c.default_model = m.text("default_model");
+  if (m.has("log_level")) c.log_level = m.text("log_level");
+  if (m.has("chunk_bytes")) c.chunk_bytes = m.integer("chunk_bytes", 1024, 3 << 20);
+  if (m.has("max_receive_bytes")) {
+    c.max_receive_bytes = m.integer("max_receive_bytes", 1024, 64 << 20);
+  }
+  if (!m.has("models")) fail("models", "missing");
+  const YAML::Node models = m.at("models");
+  if (!models.IsSequence()) fail("models", "expected a list of models");
+  for (size_t i = 0; i < models.size(); ++i) {
+    c.models.push_back(parse_model(models[i], "models[" + std::to_string(i) + "]", base_dir));
+  }
+  check_top(c);
+  return c;
+}
+
+ServerConfig load_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError("cannot read config file '" + path + "'");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return parse_config(buf.str(), fs::path(path).parent_path().string());
+}
+
+ServerConfig default_config(const std::string& executable_path) {
+  ServerConfig c;
+  ModelEntry e;
+  e.name = "flux-tiny";
+  e.bundle = tiny_bundle(executable_path);
+  e.devices = {"cpu"};
+  c.models.push_back(e);
+  return c;
+}
+
+std::string model_path_env(const std::string& model_name) {
+  std::string v = "GRAT_MODEL_";
+  for (char ch : model_name) {
+    const auto u = static_cast<unsigned char>(ch);
+    v += std::isalnum(u) ? static_cast<char>(std::toupper(u)) : '_';
+  }
+  return v + "_PATH";
+}
+
+void apply_env_overrides(ServerConfig& c, const char* (*getenv_fn)(const char*)) {
+  const auto get = [&](const char* name) -> const char* {
+    return getenv_fn ? getenv_fn(name) : std::getenv(name);
+  };
+  if (const char* v = get("GRAT_LISTEN"); v && *v) c.listen = v;
+  if (const char* v = get("GRAT_METRICS_LISTEN"); v) c.metrics_listen = v;
+  if (const char* v = get("GRAT_LOG_LEVEL"); v && *v) c.log_level = v;
+  for (ModelEntry& e : c.models) {
+    const std::string key = model_path_env(e.name);
+    if (const char* v = get(key.c_str()); v && *v) e.bundle = v;
+  }
+  try {
+    check_top(c);
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string(e.what()) + " (after environment overrides)");
+  }
+}
+
+}  // namespace grat::server

@@ -1,0 +1,605 @@
+#include "grat/server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "grat/engine/engine.h"
+#include "grat/scheduler/scheduler.h"
+#include "grat/server/log.h"
+#include "grat/server/metrics.h"
+#include "grat/server/validation.h"
+#include "grat/tokenizer/t5_tokenizer.h"
+#include "grat/v1/generation.grpc.pb.h"
+
+namespace grat::server {
+namespace {
+
+using engine::ErrorCode;
+using spdlog::level::level_enum;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxJobIdBytes = 128;
+
+std::string status_name(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return "ok";
+    case grpc::StatusCode::CANCELLED:
+      return "cancelled";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "invalid_argument";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "deadline_exceeded";
+    case grpc::StatusCode::NOT_FOUND:
+      return "not_found";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "resource_exhausted";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "unavailable";
+    case grpc::StatusCode::INTERNAL:
+      return "internal";
+    default:
+      return "other";
+  }
+}
+
+// Keeps client-supplied text in messages and logs short.
+std::string clip(const std::string& s, size_t n = 64) {
+  return s.size() <= n ? s : s.substr(0, n) + "...";
+}
+
+grpc::Status status_of(const engine::Error& e, bool draining) {
+  switch (e.code) {
+    case ErrorCode::kOk:
+      return grpc::Status::OK;
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kTokenizer:
+      return {grpc::StatusCode::INVALID_ARGUMENT, e.message};
+    case ErrorCode::kOutOfMemory:
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, "device out of memory: " + e.message};
+    case ErrorCode::kCancelled:
+      if (draining) return {grpc::StatusCode::UNAVAILABLE, "server is shutting down: " + e.message};
+      return {grpc::StatusCode::CANCELLED, e.message};
+    case ErrorCode::kDeadlineExceeded:
+      return {grpc::StatusCode::DEADLINE_EXCEEDED, e.message};
+    case ErrorCode::kBadBundle:
+    case ErrorCode::kInternal:
+      break;
+  }
+  return {grpc::StatusCode::INTERNAL, e.message};
+}
+
+Clock::time_point steady_deadline(const grpc::CallbackServerContext* ctx) {
+  const auto d = ctx->deadline();
+  if (d == std::chrono::system_clock::time_point::max()) return Clock::time_point::max();
+  const auto left = d - std::chrono::system_clock::now();
+  if (left > std::chrono::hours(24 * 365)) return Clock::time_point::max();
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(left);
+}
+
+struct Model {
+  ModelEntry entry;
+  ModelLimits limits;
+};
+
+// What the reactors share with the server.
+struct Context {
+  ServerConfig config;
+  std::map<std::string, Model> models;
+  std::string default_model;
+  std::shared_ptr<Metrics> metrics;
+  std::unique_ptr<scheduler::Scheduler> scheduler;
+  std::atomic<bool> draining{false};
+  std::mutex seed_mu;
+  std::mt19937_64 seeds{std::random_device{}()};
+
+  uint64_t random_seed() {
+    std::lock_guard<std::mutex> lk(seed_mu);
+    return seeds() >> 1;  // 63 bits: fits every client's signed 64-bit integers
+  }
+};
+
+class GenerateReactor;
+
+// The scheduler's events for one job, forwarded to the reactor while it lives.
+struct Link {
+  std::mutex mu;
+  GenerateReactor* reactor = nullptr;  // guarded by mu; null once the RPC is done
+};
+
+class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent> {
+ public:
+  GenerateReactor(Context& c, grpc::CallbackServerContext* ctx, const v1::GenerateRequest& req);
+
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+  // From the listener, with link_->mu held.
+  void queued_locked(int64_t position);
+  void started_locked(const std::string& device, int64_t batch);
+  void progress_locked(int64_t step, int64_t total, const std::string& preview);
+  void finished_locked(engine::Result result);
+  void pump(std::unique_lock<std::mutex>& lk);
+
+ private:
+  void admit(const v1::GenerateRequest& req);
+  void reject(grpc::Status s);
+  void request_finish_locked(grpc::Status s);
+  void log_finish(const grpc::Status& s);
+
+  Context& c_;
+  grpc::CallbackServerContext* ctx_;
+  std::shared_ptr<Link> link_ = std::make_shared<Link>();
+  std::string model_ = "unknown";
+  std::string job_id_;
+  Clock::time_point accepted_at_ = Clock::now();
+  Clock::time_point started_at_{};
+  // Guarded by link_->mu.
+  std::deque<v1::GenerateEvent> pending_;
+  v1::GenerateEvent current_;
+  bool ready_ = false;  // Accepted is first in pending_ (or the RPC was refused)
+  bool writing_ = false;
+  bool rpc_cancelled_ = false;  // client gone: nothing more is written
+  bool job_finished_ = true;    // no job, or its on_finished came
+  bool finish_requested_ = false;
+  bool finish_called_ = false;
+  grpc::Status final_;
+};
+
+class Listener final : public scheduler::JobListener {
+ public:
+  explicit Listener(std::shared_ptr<Link> link) : link_(std::move(link)) {}
+  void on_queued(int64_t position) override {
+    std::unique_lock<std::mutex> lk(link_->mu);
+    if (link_->reactor) link_->reactor->queued_locked(position), link_->reactor->pump(lk);
+  }
+  void on_started(const std::string& device, int64_t batch) override {
+    std::unique_lock<std::mutex> lk(link_->mu);
+    if (link_->reactor) link_->reactor->started_locked(device, batch), link_->reactor->pump(lk);
+  }
+  void on_progress(int64_t step, int64_t total, const std::string& preview) override {
+    std::unique_lock<std::mutex> lk(link_->mu);
+    if (link_->reactor) {
+      link_->reactor->progress_locked(step, total, preview), link_->reactor->pump(lk);
+    }
+  }
+  void on_finished(engine::Result result) override {
+    std::unique_lock<std::mutex> lk(link_->mu);
+    if (link_->reactor) {
+      link_->reactor->finished_locked(std::move(result)), link_->reactor->pump(lk);
+    }
+  }
+
+ private:
+  std::shared_ptr<Link> link_;
+};
+
+GenerateReactor::GenerateReactor(Context& c, grpc::CallbackServerContext* ctx,
+                                 const v1::GenerateRequest& req)
+    : c_(c), ctx_(ctx) {
+  link_->reactor = this;
+  admit(req);
+}
+
+void GenerateReactor::admit(const v1::GenerateRequest& req) {
+  if (c_.draining.load()) {
+    return reject({grpc::StatusCode::UNAVAILABLE, "server is draining (shutting down)"});
+  }
+  const std::string name = req.model().empty() ? c_.default_model : req.model();
+  auto it = c_.models.find(name);
+  if (it == c_.models.end()) {
+    return reject({grpc::StatusCode::NOT_FOUND, "unknown model '" + clip(name) + "'"});
+  }
+  model_ = name;
+  scheduler::Submission sub;
+  sub.model = name;
+  if (grpc::Status s = to_engine_request(req, it->second.limits, c_.random_seed(), &sub.request);
+      !s.ok()) {
+    return reject(s);
+  }
+  sub.priority = req.priority();
+  sub.deadline = steady_deadline(ctx_);
+  if (sub.deadline <= Clock::now()) {
+    return reject({grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed before admission"});
+  }
+  sub.listener = std::make_shared<Listener>(link_);
+  const uint64_t seed = sub.request.seed;
+  const std::string shape =
+      std::to_string(sub.request.width) + "x" + std::to_string(sub.request.height);
+  const int64_t steps = sub.request.steps;
+  job_finished_ = false;
+  scheduler::SubmitResult r = c_.scheduler->submit(std::move(sub));
+  switch (r.status) {
+    case scheduler::SubmitStatus::kAccepted:
+      break;
+    case scheduler::SubmitStatus::kUnknownModel:
+      job_finished_ = true;
+      return reject({grpc::StatusCode::NOT_FOUND, r.message});
+    case scheduler::SubmitStatus::kInvalid:
+      job_finished_ = true;
+      return reject({grpc::StatusCode::INVALID_ARGUMENT, r.message});
+    case scheduler::SubmitStatus::kQueueFull:
+      job_finished_ = true;
+      return reject({grpc::StatusCode::RESOURCE_EXHAUSTED, r.message});
+    case scheduler::SubmitStatus::kDraining:
+      job_finished_ = true;
+      return reject({grpc::StatusCode::UNAVAILABLE, "server is draining (shutting down)"});
+  }
+  job_id_ = r.job_id;
+  log(level_enum::info, "accepted",
+      {{"job_id", job_id_},
+       {"model", model_},
+       {"size", shape},
+       num("steps", steps),
+       {"seed", std::to_string(seed), true},
+       {"peer", ctx_->peer()}});
+  std::unique_lock<std::mutex> lk(link_->mu);
+  v1::GenerateEvent e;
+  e.mutable_accepted()->set_job_id(job_id_);
+  pending_.push_front(std::move(e));
+  ready_ = true;
+  pump(lk);
+}
+
+void GenerateReactor::reject(grpc::Status s) {
+  log(level_enum::info, "rejected",
+      {{"model", model_},
+       {"code", status_name(s.error_code())},
+       {"error", s.error_message()},
+       {"peer", ctx_->peer()}});
+  std::unique_lock<std::mutex> lk(link_->mu);
+  ready_ = true;
+  request_finish_locked(std::move(s));
+  pump(lk);
+}
+
+void GenerateReactor::request_finish_locked(grpc::Status s) {
+  if (finish_requested_) return;
+  finish_requested_ = true;
+  final_ = std::move(s);
+}
+
+void GenerateReactor::pump(std::unique_lock<std::mutex>& lk) {
+  if (!ready_ || writing_ || finish_called_) return;
+  if (!pending_.empty() && !rpc_cancelled_) {
+    current_ = std::move(pending_.front());
+    pending_.pop_front();
+    writing_ = true;
+    lk.unlock();
+    StartWrite(&current_);
+    lk.lock();
+    return;
+  }
+  if (finish_requested_) {
+    finish_called_ = true;
+    pending_.clear();
+    grpc::Status s = final_;
+    lk.unlock();
+    log_finish(s);
+    Finish(s);
+    lk.lock();
+  }
+}
+
+void GenerateReactor::log_finish(const grpc::Status& s) {
+  c_.metrics->request_done(model_, status_name(s.error_code()));
+  if (job_id_.empty()) return;
+  const double secs = std::chrono::duration<double>(Clock::now() - accepted_at_).count();
+  log(s.ok() ? level_enum::info : level_enum::warn, "finished",
+      {{"job_id", job_id_},
+       {"model", model_},
+       {"code", status_name(s.error_code())},
+       {"error", s.error_message()},
+       num("seconds", secs)});
+}
+
+void GenerateReactor::queued_locked(int64_t position) {
+  v1::GenerateEvent e;
+  e.mutable_queued()->set_position(position);
+  pending_.push_back(std::move(e));
+}
+
+void GenerateReactor::started_locked(const std::string& device, int64_t batch) {
+  started_at_ = Clock::now();
+  v1::GenerateEvent e;
+  e.mutable_started()->set_device(device);
+  e.mutable_started()->set_batch_size(batch);
+  pending_.push_back(std::move(e));
+  log(level_enum::info, "started",
+      {{"job_id", job_id_}, {"device", device}, num("batch_size", batch)});
+}
+
+void GenerateReactor::progress_locked(int64_t step, int64_t total, const std::string& preview) {
+  // A slow reader gets the latest progress, not a backlog of it.
+  if (!pending_.empty() && pending_.back().has_progress() && preview.empty() &&
+      !pending_.back().progress().has_preview_png()) {
+    pending_.pop_back();
+  }
+  v1::GenerateEvent e;
+  e.mutable_progress()->set_step(step);
+  e.mutable_progress()->set_total(total);
+  if (!preview.empty()) e.mutable_progress()->set_preview_png(preview);
+  pending_.push_back(std::move(e));
+}
+
+void GenerateReactor::finished_locked(engine::Result r) {
+  job_finished_ = true;
+  if (!r.error.ok()) {
+    request_finish_locked(status_of(r.error, c_.draining.load()));
+    return;
+  }
+  const size_t chunk = static_cast<size_t>(c_.config.chunk_bytes);
+  const size_t n = std::max<size_t>(1, (r.bytes.size() + chunk - 1) / chunk);
+  for (size_t i = 0; i < n; ++i) {
+    v1::GenerateEvent e;
+    v1::ResultChunk* c = e.mutable_result_chunk();
+    const size_t off = i * chunk;
+    if (off < r.bytes.size()) c->set_data(r.bytes.substr(off, chunk));
+    c->set_mime_type(r.mime);
+    c->set_index(static_cast<int32_t>(i));
+    c->set_last(i + 1 == n);
+    c->set_total_bytes(static_cast<int64_t>(r.bytes.size()));
+    pending_.push_back(std::move(e));
+  }
+  v1::GenerateEvent e;
+  v1::Finished* f = e.mutable_finished();
+  f->set_seed(r.seed);
+  f->set_width(static_cast<int32_t>(r.width));
+  f->set_height(static_cast<int32_t>(r.height));
+  f->set_frames(static_cast<int32_t>(r.frames));
+  f->set_steps(static_cast<int32_t>(r.steps));
+  f->set_guidance(static_cast<float>(r.guidance));
+  f->set_attention(r.attention);
+  f->set_job_id(job_id_);
+  v1::StageTimings* t = f->mutable_timings();
+  const Clock::time_point now = Clock::now();
+  if (started_at_ != Clock::time_point{}) {
+    t->set_queue_wait_s(std::chrono::duration<double>(started_at_ - accepted_at_).count());
+  }
+  t->set_text_encode_s(r.timings.text_encode_s);
+  t->set_denoise_s(r.timings.denoise_s);
+  t->set_decode_s(r.timings.decode_s);
+  t->set_encode_s(r.timings.encode_s);
+  t->set_first_step_s(r.timings.first_step_s);
+  t->set_total_s(std::chrono::duration<double>(now - accepted_at_).count());
+  pending_.push_back(std::move(e));
+  request_finish_locked(grpc::Status::OK);
+}
+
+void GenerateReactor::OnWriteDone(bool ok) {
+  const std::shared_ptr<Link> link = link_;  // pump() may end in OnDone on another thread
+  std::unique_lock<std::mutex> lk(link->mu);
+  writing_ = false;
+  if (!ok) rpc_cancelled_ = true;
+  if (!ok && !finish_requested_) {
+    request_finish_locked({grpc::StatusCode::CANCELLED, "stream closed by the client"});
+  }
+  pump(lk);
+}
+
+void GenerateReactor::OnCancel() {
+  const std::shared_ptr<Link> link = link_;
+  std::unique_lock<std::mutex> lk(link->mu);
+  rpc_cancelled_ = true;
+  const bool deadline = ctx_->deadline() <= std::chrono::system_clock::now();
+  request_finish_locked(deadline
+                            ? grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded")
+                            : grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+  const bool cancel_job = !job_finished_ && !job_id_.empty();
+  lk.unlock();
+  if (cancel_job) {
+    c_.scheduler->cancel(job_id_);
+    log(level_enum::info,
+        deadline ? "deadline passed; job cancelled" : "rpc cancelled; job cancelled",
+        {{"job_id", job_id_}});
+  }
+  lk.lock();
+  pump(lk);
+}
+
+void GenerateReactor::OnDone() {
+  {
+    std::lock_guard<std::mutex> lk(link_->mu);
+    link_->reactor = nullptr;
+  }
+  delete this;
+}
+
+class GenerationService final : public v1::Generation::CallbackService {
+ public:
+  explicit GenerationService(Context& c) : c_(c) {}
+
+  grpc::ServerWriteReactor<v1::GenerateEvent>* Generate(grpc::CallbackServerContext* ctx,
+                                                        const v1::GenerateRequest* req) override {
+    return new GenerateReactor(c_, ctx, *req);
+  }
+
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx,
+                                      const v1::CancelJobRequest* req,
+                                      v1::CancelJobResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    if (req->job_id().empty() || req->job_id().size() > kMaxJobIdBytes) {
+      reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT,
+                       "job_id must be 1.." + std::to_string(kMaxJobIdBytes) + " bytes"});
+      return reactor;
+    }
+    const bool ok = c_.scheduler->cancel(req->job_id());
+    log(level_enum::info, ok ? "cancel requested" : "cancel: unknown job",
+        {{"job_id", req->job_id()}, {"peer", ctx->peer()}});
+    if (!ok) {
+      reactor->Finish(
+          {grpc::StatusCode::NOT_FOUND, "no queued or running job '" + clip(req->job_id()) + "'"});
+      return reactor;
+    }
+    resp->set_cancelled(true);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx,
+                                       const v1::ListModelsRequest*,
+                                       v1::ListModelsResponse* resp) override {
+    resp->set_default_model(c_.default_model);
+    for (const auto& [name, m] : c_.models) {
+      const engine::Manifest& mf = m.limits.manifest;
+      v1::ModelInfo* info = resp->add_models();
+      info->set_name(name);
+      info->set_kind(mf.kind);
+      info->set_architecture(mf.architecture);
+      v1::ModelLimits* l = info->mutable_limits();
+      l->set_min_side(static_cast<int32_t>(mf.limits.min_side));
+      l->set_max_side(static_cast<int32_t>(mf.limits.max_side));
+      l->set_side_multiple(static_cast<int32_t>(mf.limits.side_multiple));
+      l->set_max_pixels(mf.limits.max_pixels);
+      l->set_min_steps(static_cast<int32_t>(mf.limits.min_steps));
+      l->set_max_steps(static_cast<int32_t>(mf.limits.max_steps));
+      l->set_max_frames(static_cast<int32_t>(mf.limits.max_frames));
+      l->set_max_prompt_tokens(static_cast<int32_t>(mf.limits.max_prompt_tokens));
+      v1::ModelDefaults* d = info->mutable_defaults();
+      d->set_steps(static_cast<int32_t>(mf.defaults.steps));
+      d->set_guidance(static_cast<float>(mf.defaults.guidance));
+      d->set_attention_pattern(mf.grat.pattern);
+      for (int64_t g : mf.grat.group) d->add_attention_group(static_cast<int32_t>(g));
+      d->set_attention_radius(static_cast<int32_t>(mf.grat.radius));
+      for (const std::string& dev : m.entry.devices) info->add_devices(dev);
+      info->set_max_queue(static_cast<int32_t>(m.entry.max_queue));
+      info->set_max_batch(static_cast<int32_t>(m.entry.max_batch));
+      info->set_ready(!c_.draining.load());
+    }
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  Context& c_;
+};
+
+}  // namespace
+
+struct Server::Impl {
+  Context c;
+  std::unique_ptr<GenerationService> service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  int port = 0;
+  std::once_flag drained;
+};
+
+Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
+  Context& c = impl_->c;
+  c.config = std::move(config);
+  c.default_model =
+      c.config.default_model.empty() ? c.config.models.front().name : c.config.default_model;
+  std::vector<std::string> names, devices;
+  for (const ModelEntry& e : c.config.models) {
+    names.push_back(e.name);
+    for (const auto& d : e.devices) devices.push_back(d);
+  }
+  c.metrics = std::make_shared<Metrics>(names, devices);
+  if (!c.config.metrics_listen.empty()) c.metrics->expose(c.config.metrics_listen);
+  for (const auto& d : devices) c.metrics->gpu_memory(d, 0.0);
+  c.scheduler = std::make_unique<scheduler::Scheduler>(c.metrics);
+  for (const ModelEntry& e : c.config.models) {
+    std::vector<std::unique_ptr<scheduler::Executor>> executors;
+    Model m;
+    m.entry = e;
+    for (const std::string& device : e.devices) {
+      engine::EngineOptions o;
+      o.bundle = e.bundle;
+      o.device = device;
+      o.dtype = e.dtype;
+      const auto t0 = Clock::now();
+      auto engine = engine::Engine::load(o);
+      log(level_enum::info, "model loaded",
+          {{"model", e.name},
+           {"bundle", e.bundle},
+           {"device", device},
+           num("seconds", std::chrono::duration<double>(Clock::now() - t0).count())});
+      if (executors.empty()) m.limits.manifest = engine->manifest();
+      executors.push_back(scheduler::make_engine_executor(std::move(engine)));
+    }
+    m.limits.max_prompt_bytes = e.max_prompt_bytes;
+    try {
+      tokenizer::T5Tokenizer::Options to;
+      to.max_length = static_cast<int>(std::max<int64_t>(1, m.limits.manifest.text.t5_max_length));
+      m.limits.t5 = std::make_shared<const tokenizer::T5Tokenizer>(
+          tokenizer::T5Tokenizer::Load(m.limits.manifest.path("t5_tokenizer"), to));
+    } catch (const std::exception& x) {
+      log(level_enum::warn, "no T5 tokenizer: prompts are limited by bytes only",
+          {{"model", e.name}, {"error", x.what()}});
+    }
+    scheduler::ModelConfig mc;
+    mc.name = e.name;
+    mc.max_queue = e.max_queue;
+    mc.max_batch = e.max_batch;
+    mc.max_batch_delay = std::chrono::milliseconds(e.max_batch_delay_ms);
+    c.scheduler->add_model(mc, std::move(executors));
+    c.models.emplace(e.name, std::move(m));
+  }
+}
+
+Server::~Server() {
+  if (impl_->grpc_server) impl_->grpc_server->Shutdown(std::chrono::system_clock::now());
+}
+
+void Server::start() {
+  Context& c = impl_->c;
+  c.scheduler->start();
+  impl_->service = std::make_unique<GenerationService>(c);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder b;
+  b.AddListeningPort(c.config.listen, grpc::InsecureServerCredentials(), &impl_->port);
+  b.RegisterService(impl_->service.get());
+  b.SetMaxReceiveMessageSize(static_cast<int>(c.config.max_receive_bytes));
+  impl_->grpc_server = b.BuildAndStart();
+  if (!impl_->grpc_server || impl_->port == 0) {
+    throw std::runtime_error("cannot listen on " + c.config.listen);
+  }
+  auto* health = impl_->grpc_server->GetHealthCheckService();
+  health->SetServingStatus("", true);
+  for (const auto& [name, m] : c.models) health->SetServingStatus(name, true);
+  health->SetServingStatus("grat.v1.Generation", true);
+  log(level_enum::info, "serving",
+      {{"listen", c.config.listen},
+       num("port", int64_t{impl_->port}),
+       {"metrics", c.config.metrics_listen},
+       {"default_model", c.default_model}});
+}
+
+int Server::port() const { return impl_->port; }
+
+void Server::drain() {
+  std::call_once(impl_->drained, [this] {
+    Context& c = impl_->c;
+    c.draining.store(true);
+    if (impl_->grpc_server) impl_->grpc_server->GetHealthCheckService()->SetServingStatus(false);
+    log(level_enum::info, "draining", {num("timeout_s", c.config.drain_timeout_s)});
+    const auto t0 = Clock::now();
+    c.scheduler->drain(
+        std::chrono::milliseconds(static_cast<int64_t>(c.config.drain_timeout_s * 1000.0)));
+    log(level_enum::info, "drained",
+        {num("seconds", std::chrono::duration<double>(Clock::now() - t0).count())});
+    // Streams of drained jobs get a moment to deliver their last messages.
+    if (impl_->grpc_server) {
+      impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    }
+  });
+}
+
+void Server::wait() {
+  if (impl_->grpc_server) impl_->grpc_server->Wait();
+}
+
+}  // namespace grat::server
