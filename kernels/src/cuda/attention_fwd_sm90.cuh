@@ -228,24 +228,32 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
   };
   // Online softmax of one S tile: masks keys >= lim, updates m/l, returns the O rescale
   // factors and P (as the register-A fragments of the P V product).
-  auto softmax = [&](const float* sc_in, int32_t lim, uint32_t (*pa)[4], float* corr) {
-    // Masked copy (the wgmma accumulator registers are left untouched: writing them while
-    // the P V product is in flight would make ptxas serialise the wgmma pipeline).
-    float sc[BN / 2];
+  auto softmax = [&](float* sc, int32_t lim, uint32_t (*pa)[4], float* corr) {
+    if (lim < BN) {  // ragged range end: mask the keys past it (uniform branch)
 #pragma unroll
-    for (int nb = 0; nb < BN / 8; ++nb) {
+      for (int nb = 0; nb < BN / 8; ++nb) {
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        sc[nb * 4 + j] = nb * 8 + col0 + (j & 1) < lim ? sc_in[nb * 4 + j] : -INFINITY;
+        for (int j = 0; j < 4; ++j) {
+          if (nb * 8 + col0 + (j & 1) >= lim) sc[nb * 4 + j] = -INFINITY;
+        }
       }
     }
-    float mx[2] = {-INFINITY, -INFINITY};
+    // Reductions in 4 independent chains per row (short dependency chains: few warps per
+    // scheduler hide little latency).
+    float mx4[2][4], rs4[2][4];
+#pragma unroll
+    for (int a = 0; a < 4; ++a) {
+      mx4[0][a] = mx4[1][a] = -INFINITY;
+      rs4[0][a] = rs4[1][a] = 0.f;
+    }
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb) {
-      mx[0] = fmaxf(mx[0], fmaxf(sc[nb * 4 + 0], sc[nb * 4 + 1]));
-      mx[1] = fmaxf(mx[1], fmaxf(sc[nb * 4 + 2], sc[nb * 4 + 3]));
+      mx4[0][nb & 3] = fmaxf(mx4[0][nb & 3], fmaxf(sc[nb * 4 + 0], sc[nb * 4 + 1]));
+      mx4[1][nb & 3] = fmaxf(mx4[1][nb & 3], fmaxf(sc[nb * 4 + 2], sc[nb * 4 + 3]));
     }
-    float rsum[2] = {0.f, 0.f};
+    float mx[2], rsum[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) mx[r] = fmaxf(fmaxf(mx4[r][0], mx4[r][1]), fmaxf(mx4[r][2], mx4[r][3]));
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
@@ -260,13 +268,16 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
       const float p1 = ex2(fmaf(sc[nb * 4 + 1], sl2, -mx[0]));
       const float p2 = ex2(fmaf(sc[nb * 4 + 2], sl2, -mx[1]));
       const float p3 = ex2(fmaf(sc[nb * 4 + 3], sl2, -mx[1]));
-      rsum[0] += p0 + p1;
-      rsum[1] += p2 + p3;
+      rs4[0][nb & 3] += p0 + p1;
+      rs4[1][nb & 3] += p2 + p3;
       pa[nb >> 1][(nb & 1) * 2 + 0] = MmaType<T>::pack(p0, p1);
       pa[nb >> 1][(nb & 1) * 2 + 1] = MmaType<T>::pack(p2, p3);
     }
 #pragma unroll
-    for (int r = 0; r < 2; ++r) l_r[r] = l_r[r] * corr[r] + rsum[r];
+    for (int r = 0; r < 2; ++r) {
+      rsum[r] = (rs4[r][0] + rs4[r][1]) + (rs4[r][2] + rs4[r][3]);
+      l_r[r] = l_r[r] * corr[r] + rsum[r];
+    }
   };
 
   // Software pipeline (FlashAttention-3's intra-warpgroup overlap): while the tensor cores
