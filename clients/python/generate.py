@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""GRATServe Python client example (grpcio).
+
+The grat.v1 stubs are generated at run time by grpc_tools.protoc from proto/ into a
+temporary folder (nothing generated is committed):
+
+    python3 clients/python/generate.py --server localhost:50051 --prompt "a red fox" \
+        --width 256 --height 256 --steps 4 --attention B --out fox.png
+
+Other programs (the end-to-end tests) import `load_stubs` and `generate` from here.
+"""
+import argparse
+import atexit
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import grpc
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROTO_ROOT = os.path.join(REPO, "proto")
+_stubs = None
+
+
+def load_stubs(proto_root=PROTO_ROOT, out_dir=None):
+    """Generates grat/v1 Python stubs (once per process) and returns (pb2, pb2_grpc)."""
+    global _stubs
+    if _stubs is not None:
+        return _stubs
+    from grpc_tools import protoc
+
+    if out_dir is None:
+        out_dir = tempfile.mkdtemp(prefix="grat_stubs_")
+        atexit.register(shutil.rmtree, out_dir, True)
+    os.makedirs(out_dir, exist_ok=True)
+    include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+    rc = protoc.main(["grpc_tools.protoc", f"-I{proto_root}", f"-I{include}",
+                      f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
+                      os.path.join(proto_root, "grat", "v1", "generation.proto")])
+    if rc != 0:
+        raise RuntimeError(f"grpc_tools.protoc failed ({rc}) on {proto_root}")
+    sys.path.insert(0, out_dir)
+    pb2 = importlib.import_module("grat.v1.generation_pb2")
+    pb2_grpc = importlib.import_module("grat.v1.generation_pb2_grpc")
+    _stubs = (pb2, pb2_grpc)
+    return _stubs
+
+
+MODES = {"auto": 1, "full": 2, "B": 3, "b": 3, "X": 4, "x": 4}
+FORMATS = {"png": 1, "webp": 2, "mp4": 3}
+
+
+def generate(stub, request, timeout=None, on_event=None):
+    """Runs one Generate call; returns (bytes, mime, Finished). Raises grpc.RpcError."""
+    pb2, _ = load_stubs()
+    chunks, mime, finished, expected = [], "", None, 0
+    for event in stub.Generate(request, timeout=timeout):
+        if on_event:
+            on_event(event)
+        kind = event.WhichOneof("event")
+        if kind == "result_chunk":
+            c = event.result_chunk
+            if c.index != expected:
+                raise RuntimeError(f"chunk {c.index} arrived, expected {expected}")
+            expected += 1
+            chunks.append(c.data)
+            mime = c.mime_type
+        elif kind == "finished":
+            finished = event.finished
+    if finished is None:
+        raise RuntimeError("stream ended without Finished")
+    return b"".join(chunks), mime, finished
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--server", default=os.environ.get("GRAT_SERVER", "localhost:50051"))
+    ap.add_argument("--model", default="")
+    ap.add_argument("--prompt", required=True)
+    ap.add_argument("--negative", default="")
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--height", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=0)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--guidance", type=float)
+    ap.add_argument("--attention", choices=sorted(MODES), default="auto")
+    ap.add_argument("--format", choices=sorted(FORMATS), default="png")
+    ap.add_argument("--timeout", type=float)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    pb2, pb2_grpc = load_stubs()
+    req = pb2.GenerateRequest(model=args.model, prompt=args.prompt,
+                              negative_prompt=args.negative, width=args.width,
+                              height=args.height, steps=args.steps,
+                              format=FORMATS[args.format])
+    req.attention.mode = MODES[args.attention]
+    if args.seed is not None:
+        req.seed = args.seed
+    if args.guidance is not None:
+        req.guidance = args.guidance
+
+    def show(event):
+        kind = event.WhichOneof("event")
+        if kind == "accepted":
+            print(f"job {event.accepted.job_id} accepted", file=sys.stderr)
+        elif kind == "progress":
+            p = event.progress
+            print(f"\rstep {p.step}/{p.total}", end="", file=sys.stderr, flush=True)
+
+    t0 = time.time()
+    with grpc.insecure_channel(args.server) as channel:
+        stub = pb2_grpc.GenerationStub(channel)
+        try:
+            data, mime, fin = generate(stub, req, timeout=args.timeout, on_event=show)
+        except grpc.RpcError as e:
+            print(f"\nerror: {e.code().name}: {e.details()}", file=sys.stderr)
+            return 1
+    print(file=sys.stderr)
+    with open(args.out, "wb") as f:
+        f.write(data)
+    t = fin.timings
+    print(f"wrote {args.out} ({len(data)} bytes, {mime}); seed {fin.seed}; "
+          f"attention {fin.attention}; server total {t.total_s:.3f}s, "
+          f"client {time.time() - t0:.3f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
