@@ -1,0 +1,138 @@
+"""End-to-end harness: starts the real grat_server binary on free loopback ports and gives
+grpcio stubs for it (generated at run time by clients/python/generate.py)."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+
+REPO = os.environ.get("GRAT_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__),
+                                                                 "..", "..", "..")))
+sys.path.insert(0, os.path.join(REPO, "clients", "python"))
+import generate as client  # noqa: E402
+
+pb2, pb2_grpc = client.load_stubs(os.path.join(REPO, "proto"))
+
+SERVER_BIN = os.environ.get("GRAT_SERVER_BIN", os.path.join(REPO, "build-srv", "server",
+                                                            "grat_server"))
+GRATCTL_BIN = os.environ.get("GRATCTL_BIN", os.path.join(REPO, "build-srv", "clients",
+                                                         "gratctl"))
+TINY_BUNDLE = os.environ.get("GRAT_TINY_BUNDLE", os.path.join(REPO, "bundles", "flux-tiny"))
+TMP_ROOT = os.environ.get("GRAT_E2E_TMP", tempfile.gettempdir())
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def health_check(channel, service="", timeout=5):
+    """grpc.health.v1 Check through a generic unary call (no extra stubs needed)."""
+    name = service.encode()
+    req = (b"\x0a" + bytes([len(name)]) + name) if name else b""
+    call = channel.unary_unary("/grpc.health.v1.Health/Check",
+                               request_serializer=lambda x: x,
+                               response_deserializer=lambda x: x)
+    resp = call(req, timeout=timeout)
+    return {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}[
+        resp[1] if len(resp) >= 2 else 0]
+
+
+class Server:
+    """One grat_server process. `models` are YAML lines under each model entry."""
+
+    def __init__(self, max_queue=64, max_batch=4, drain_timeout_s=30, extra_yaml="",
+                 model_yaml="", use_config=True):
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        os.makedirs(TMP_ROOT, exist_ok=True)
+        self.dir = tempfile.mkdtemp(prefix="srv_", dir=TMP_ROOT)
+        self.log_path = os.path.join(self.dir, "server.log")
+        args = [SERVER_BIN]
+        env = dict(os.environ)
+        if use_config:
+            cfg = os.path.join(self.dir, "config.yaml")
+            with open(cfg, "w") as f:
+                f.write(f"listen: \"{self.address}\"\n"
+                        f"metrics_listen: \"127.0.0.1:{self.metrics_port}\"\n"
+                        f"drain_timeout_s: {drain_timeout_s}\n"
+                        f"{extra_yaml}"
+                        "models:\n"
+                        "  - name: flux-tiny\n"
+                        f"    bundle: \"{TINY_BUNDLE}\"\n"
+                        f"    max_queue: {max_queue}\n"
+                        f"    max_batch: {max_batch}\n"
+                        "    max_batch_delay_ms: 10\n"
+                        f"{model_yaml}")
+            args += ["--config", cfg]
+        else:
+            env["GRAT_LISTEN"] = self.address
+            env["GRAT_METRICS_LISTEN"] = f"127.0.0.1:{self.metrics_port}"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.channel = grpc.insecure_channel(self.address, options=[
+            ("grpc.max_receive_message_length", 16 << 20)])
+        self.stub = pb2_grpc.GenerationStub(self.channel)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout=90):
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if health_check(self.channel, "", timeout=1) == "SERVING":
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("server not SERVING in time:\n" + self.logs())
+
+    def logs(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=60):
+        """SIGTERM, wait; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.channel.close()
+        self.log.close()
+        return self.proc.returncode
+
+
+def request(**kw):
+    """A GenerateRequest with small defaults (64x64, 2 steps)."""
+    attention = kw.pop("attention", None)
+    r = pb2.GenerateRequest(prompt=kw.pop("prompt", "a red fox in the snow"),
+                            width=kw.pop("width", 64), height=kw.pop("height", 64),
+                            steps=kw.pop("steps", 2), **kw)
+    if attention is not None:
+        r.attention.CopyFrom(attention)
+    return r
+
+
+def decode_image(data, fmt="PNG"):
+    import io
+
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    assert im.format == fmt, im.format
+    return im

@@ -1,0 +1,81 @@
+"""SIGTERM: health goes NOT_SERVING, new requests get UNAVAILABLE, the running job finishes,
+and the process exits 0."""
+import signal
+import threading
+import time
+
+import grpc
+import pytest
+
+import harness
+
+
+def test_sigterm_drains():
+    s = harness.Server(drain_timeout_s=60)
+    events, result = [], {}
+
+    def run():
+        try:
+            data, _, fin = harness.client.generate(
+                s.stub, harness.request(width=192, height=192, steps=30), timeout=120,
+                on_event=lambda e: events.append(e.WhichOneof("event")))
+            harness.decode_image(data)
+            result["code"] = "ok"
+        except grpc.RpcError as err:
+            result["code"] = err.code()
+
+    t = threading.Thread(target=run)
+    t.start()
+    while events.count("progress") < 1:
+        time.sleep(0.02)
+    s.proc.send_signal(signal.SIGTERM)
+    # While draining: NOT_SERVING and UNAVAILABLE for new work.
+    t0 = time.time()
+    seen_not_serving = seen_unavailable = False
+    while time.time() - t0 < 20 and not (seen_not_serving and seen_unavailable):
+        try:
+            if harness.health_check(s.channel, "", timeout=2) == "NOT_SERVING":
+                seen_not_serving = True
+            if harness.health_check(s.channel, "flux-tiny", timeout=2) != "NOT_SERVING":
+                seen_not_serving = False
+        except grpc.RpcError:
+            break
+        try:
+            for _ in s.stub.Generate(harness.request(), timeout=10):
+                pass
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.UNAVAILABLE:
+                seen_unavailable = True
+        time.sleep(0.05)
+    t.join(120)
+    assert result.get("code") == "ok", (result, s.logs())
+    assert seen_not_serving and seen_unavailable, s.logs()
+    assert s.proc.wait(60) == 0
+    logs = s.logs()
+    assert '"msg":"draining"' in logs and '"msg":"drained"' in logs
+    s.stop()
+
+
+def test_drain_timeout_cancels_running_job():
+    s = harness.Server(drain_timeout_s=1)
+    result = {}
+
+    def run():
+        try:
+            for _ in s.stub.Generate(harness.request(width=256, height=256, steps=100),
+                                     timeout=120):
+                pass
+            result["code"] = "ok"
+        except grpc.RpcError as err:
+            result["code"] = err.code()
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(1.5)
+    t0 = time.time()
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(60) == 0
+    assert time.time() - t0 < 20
+    t.join(30)
+    assert result.get("code") == grpc.StatusCode.UNAVAILABLE, result
+    s.stop()

@@ -1,0 +1,125 @@
+// grat::server config: every key parsed, unknown keys and bad values refused naming the key,
+// environment overrides.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "grat/server/config.h"
+
+namespace grat::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string error_of(const std::string& yaml) {
+  try {
+    parse_config(yaml, "/base");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+const char* kMinimal = "models:\n  - name: tiny\n    bundle: bundles/flux-tiny\n";
+
+TEST(ServerConfig, ParsesEveryKey) {
+  const ServerConfig c = parse_config(R"(
+listen: "0.0.0.0:6000"
+metrics_listen: "127.0.0.1:6001"
+drain_timeout_s: 12.5
+default_model: b
+log_level: debug
+chunk_bytes: 65536
+max_receive_bytes: 2097152
+models:
+  - name: a
+    bundle: /abs/a
+  - name: b
+    bundle: rel/b
+    devices: [cuda:0, cuda:1]
+    dtype: bf16
+    max_queue: 3
+    max_batch: 2
+    max_batch_delay_ms: 5
+    max_prompt_bytes: 100
+)",
+                                      "/base");
+  EXPECT_EQ(c.listen, "0.0.0.0:6000");
+  EXPECT_EQ(c.metrics_listen, "127.0.0.1:6001");
+  EXPECT_DOUBLE_EQ(c.drain_timeout_s, 12.5);
+  EXPECT_EQ(c.default_model, "b");
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.chunk_bytes, 65536);
+  EXPECT_EQ(c.max_receive_bytes, 2097152);
+  ASSERT_EQ(c.models.size(), 2u);
+  EXPECT_EQ(c.models[0].bundle, "/abs/a");
+  EXPECT_EQ(c.models[0].devices, std::vector<std::string>{"cpu"});
+  EXPECT_EQ(c.models[1].bundle, "/base/rel/b");
+  EXPECT_EQ(c.models[1].devices, (std::vector<std::string>{"cuda:0", "cuda:1"}));
+  EXPECT_EQ(c.models[1].dtype, "bf16");
+  EXPECT_EQ(c.models[1].max_queue, 3);
+  EXPECT_EQ(c.models[1].max_batch, 2);
+  EXPECT_EQ(c.models[1].max_batch_delay_ms, 5);
+  EXPECT_EQ(c.models[1].max_prompt_bytes, 100);
+}
+
+TEST(ServerConfig, DefaultsFromMinimal) {
+  const ServerConfig c = parse_config(kMinimal, "/base");
+  EXPECT_EQ(c.listen, "localhost:50051");
+  EXPECT_EQ(c.metrics_listen, "localhost:9464");
+  EXPECT_EQ(c.chunk_bytes, 1 << 20);
+  EXPECT_EQ(c.models.at(0).max_queue, 64);
+}
+
+TEST(ServerConfig, RefusesNamingTheKey) {
+  const std::map<std::string, std::string> cases = {
+      {std::string(kMinimal) + "listne: x:1\n", "'listne': unknown key"},
+      {std::string(kMinimal) + "listen: nope\n", "'listen'"},
+      {std::string(kMinimal) + "drain_timeout_s: -1\n", "'drain_timeout_s'"},
+      {std::string(kMinimal) + "drain_timeout_s: soon\n", "'drain_timeout_s': expected a number"},
+      {std::string(kMinimal) + "chunk_bytes: 99999999\n", "'chunk_bytes'"},
+      {std::string(kMinimal) + "log_level: loud\n", "'log_level'"},
+      {std::string(kMinimal) + "default_model: other\n", "'default_model'"},
+      {"models:\n  - name: a\n    bundle: x\n    max_queue: -2\n", "'models[0].max_queue'"},
+      {"models:\n  - name: a\n    bundle: x\n    max_batch: 0\n", "'models[0].max_batch'"},
+      {"models:\n  - name: a\n    bundle: x\n    devices: [gpu]\n", "'models[0].devices[0]'"},
+      {"models:\n  - name: a\n    bundle: x\n    dtype: int8\n", "'models[0].dtype'"},
+      {"models:\n  - name: a\n    bundle: x\n    colour: red\n", "'models[0].colour': unknown"},
+      {"models:\n  - name: a\n", "'models[0].bundle': missing"},
+      {"models:\n  - bundle: x\n", "'models[0].name': missing"},
+      {"models:\n  - {name: a, bundle: x}\n  - {name: a, bundle: y}\n", "duplicate"},
+      {"models: []\n", "'models'"},
+      {"listen: x:1\n", "'models': missing"},
+      {"- 1\n- 2\n", "must be a mapping"},
+      {"models: [\n", "not valid YAML"},
+  };
+  for (const auto& [yaml, want] : cases) {
+    EXPECT_THAT(error_of(yaml), HasSubstr(want)) << yaml;
+  }
+}
+
+std::map<std::string, std::string>* g_env = nullptr;
+const char* fake_getenv(const char* name) {
+  auto it = g_env->find(name);
+  return it == g_env->end() ? nullptr : it->second.c_str();
+}
+
+TEST(ServerConfig, EnvironmentOverrides) {
+  ServerConfig c = parse_config("models:\n  - {name: flux-tiny, bundle: /a}\n", "");
+  std::map<std::string, std::string> env = {{"GRAT_LISTEN", "127.0.0.1:7000"},
+                                            {"GRAT_METRICS_LISTEN", ""},
+                                            {"GRAT_MODEL_FLUX_TINY_PATH", "/b"}};
+  g_env = &env;
+  apply_env_overrides(c, fake_getenv);
+  EXPECT_EQ(c.listen, "127.0.0.1:7000");
+  EXPECT_EQ(c.metrics_listen, "");
+  EXPECT_EQ(c.models[0].bundle, "/b");
+  EXPECT_EQ(model_path_env("flux-tiny"), "GRAT_MODEL_FLUX_TINY_PATH");
+  env = {{"GRAT_LISTEN", "bad"}};
+  EXPECT_THROW(apply_env_overrides(c, fake_getenv), ConfigError);
+}
+
+}  // namespace
+}  // namespace grat::server
