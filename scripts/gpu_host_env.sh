@@ -8,6 +8,11 @@ prefix=/tmp/grat-deps
 if [ ! -d "$prefix/usr" ]; then
   mkdir -p "$prefix"
   for f in "$root"/.debs/*.deb; do dpkg -x "$f" "$prefix"; done
+  # Debian's libz.so points at its own zlib version by absolute path: use the host's.
+  lib="$prefix/usr/lib/x86_64-linux-gnu"
+  if [ ! -e "$lib/libz.so" ] && [ -e /lib/x86_64-linux-gnu/libz.so.1 ]; then
+    ln -sf /lib/x86_64-linux-gnu/libz.so.1 "$lib/libz.so"
+  fi
 fi
 export CMAKE_PREFIX_PATH="$prefix/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 export PKG_CONFIG_SYSROOT_DIR="$prefix"
