@@ -8,7 +8,7 @@ import pytest
 
 import harness
 
-LONG = dict(width=256, height=256, steps=100)
+LONG = dict(width=1024, height=1024, steps=100)  # ~15 s on 2 CPU cores
 
 
 def wait_progress(events, step=2, timeout=60):

@@ -17,7 +17,7 @@ def test_sigterm_drains():
     def run():
         try:
             data, _, fin = harness.client.generate(
-                s.stub, harness.request(width=192, height=192, steps=30), timeout=120,
+                s.stub, harness.request(width=512, height=512, steps=100), timeout=120,
                 on_event=lambda e: events.append(e.WhichOneof("event")))
             harness.decode_image(data)
             result["code"] = "ok"
@@ -62,7 +62,7 @@ def test_drain_timeout_cancels_running_job():
 
     def run():
         try:
-            for _ in s.stub.Generate(harness.request(width=256, height=256, steps=100),
+            for _ in s.stub.Generate(harness.request(width=1024, height=1024, steps=100),
                                      timeout=120):
                 pass
             result["code"] = "ok"
