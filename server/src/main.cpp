@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <google/protobuf/stubs/logging.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -69,6 +71,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   grat::server::init_json_logging(config.log_level);
+  // libprotobuf's complaints (e.g. a client's invalid UTF-8 in a string field) become JSON
+  // lines at debug level: clients can trigger them at will.
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
+        grat::server::log(level >= google::protobuf::LOGLEVEL_FATAL ? spdlog::level::critical
+                                                                    : spdlog::level::debug,
+                          "protobuf", {{"error", message}});
+      });
 
   try {
     grat::server::Server server(config);
