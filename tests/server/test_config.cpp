@@ -3,7 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 
 #include "grat/server/config.h"
@@ -97,6 +99,24 @@ TEST(ServerConfig, RefusesNamingTheKey) {
   };
   for (const auto& [yaml, want] : cases) {
     EXPECT_THAT(error_of(yaml), HasSubstr(want)) << yaml;
+  }
+}
+
+TEST(ServerConfig, ExampleConfigParsesAndListsEveryKey) {
+  const std::string path = std::string(GRAT_SOURCE_DIR) + "/deploy/config.example.yaml";
+  const ServerConfig c = load_config_file(path);
+  ASSERT_EQ(c.models.size(), 1u);
+  EXPECT_EQ(c.models[0].name, "flux-tiny");
+  EXPECT_THAT(c.models[0].bundle, HasSubstr("bundles/flux-tiny"));
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  for (const char* key :
+       {"listen:", "metrics_listen:", "drain_timeout_s:", "default_model:", "log_level:",
+        "chunk_bytes:", "max_receive_bytes:", "models:", "name:", "bundle:", "devices:",
+        "dtype:", "max_queue:", "max_batch:", "max_batch_delay_ms:", "max_prompt_bytes:",
+        "GRAT_LISTEN", "GRAT_METRICS_LISTEN", "GRAT_LOG_LEVEL", "GRAT_MODEL_<NAME>_PATH"}) {
+    EXPECT_THAT(text.str(), HasSubstr(key));
   }
 }
 
