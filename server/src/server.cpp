@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -22,6 +23,9 @@
 #include "grat/v1/generation.grpc.pb.h"
 
 namespace grat::server {
+
+double device_memory_in_use(const std::string& device);  // device_memory.cpp
+
 namespace {
 
 using engine::ErrorCode;
@@ -490,6 +494,39 @@ class GenerationService final : public v1::Generation::CallbackService {
 
 struct Server::Impl {
   Context c;
+  // Samples device memory into grat_gpu_memory_bytes every 2 s while running.
+  std::thread memory_sampler;
+  std::mutex sampler_mu;
+  std::condition_variable sampler_cv;
+  bool sampler_stop = false;
+
+  void sample_memory() {
+    std::vector<std::string> devices;
+    for (const auto& e : c.config.models) {
+      for (const auto& d : e.devices) {
+        if (d.rfind("cuda", 0) == 0) devices.push_back(d);
+      }
+    }
+    if (devices.empty()) return;  // CPU only: the gauge stays 0
+    memory_sampler = std::thread([this, devices] {
+      std::unique_lock<std::mutex> lk(sampler_mu);
+      while (!sampler_stop) {
+        for (const auto& d : devices) {
+          const double bytes = device_memory_in_use(d);
+          if (bytes >= 0) c.metrics->gpu_memory(d, bytes);
+        }
+        sampler_cv.wait_for(lk, std::chrono::seconds(2), [this] { return sampler_stop; });
+      }
+    });
+  }
+  void stop_sampler() {
+    {
+      std::lock_guard<std::mutex> lk(sampler_mu);
+      sampler_stop = true;
+    }
+    sampler_cv.notify_all();
+    if (memory_sampler.joinable()) memory_sampler.join();
+  }
   std::unique_ptr<GenerationService> service;
   std::unique_ptr<grpc::Server> grpc_server;
   int port = 0;
@@ -550,12 +587,14 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
 }
 
 Server::~Server() {
+  impl_->stop_sampler();
   if (impl_->grpc_server) impl_->grpc_server->Shutdown(std::chrono::system_clock::now());
 }
 
 void Server::start() {
   Context& c = impl_->c;
   c.scheduler->start();
+  impl_->sample_memory();
   impl_->service = std::make_unique<GenerationService>(c);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
