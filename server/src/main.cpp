@@ -18,6 +18,9 @@ namespace {
 
 const char* kUsage =
     "usage: grat_server [--config FILE.yaml] [--listen HOST:PORT] [--metrics-listen HOST:PORT]\n"
+    "                   [--check-config]\n"
+    "  --check-config: parse the config (and environment), print it, exit 0 (or 2 naming the\n"
+    "  bad key) without loading models.\n"
     "  With no --config: the tiny default bundle ($GRAT_TINY_BUNDLE or bundles/flux-tiny) on\n"
     "  the CPU. Environment: GRAT_LISTEN, GRAT_METRICS_LISTEN, GRAT_LOG_LEVEL,\n"
     "  GRAT_MODEL_<NAME>_PATH. Keys of the config: deploy/config.example.yaml.\n";
@@ -33,7 +36,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::string config_path, listen, metrics_listen;
-  bool have_metrics_listen = false;
+  bool have_metrics_listen = false, check_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto value = [&](std::string* out) {
@@ -50,6 +53,8 @@ int main(int argc, char** argv) {
     } else if (a == "--metrics-listen") {
       value(&metrics_listen);
       have_metrics_listen = true;
+    } else if (a == "--check-config") {
+      check_only = true;
     } else if (a == "-h" || a == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
@@ -69,6 +74,17 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "grat_server: %s\n", e.what());
     return 2;
+  }
+  if (check_only) {
+    std::printf("config ok: listen %s, metrics %s, %zu model(s)\n", config.listen.c_str(),
+                config.metrics_listen.empty() ? "off" : config.metrics_listen.c_str(),
+                config.models.size());
+    for (const auto& m : config.models) {
+      std::printf("  %s: %s on", m.name.c_str(), m.bundle.c_str());
+      for (const auto& d : m.devices) std::printf(" %s", d.c_str());
+      std::printf("\n");
+    }
+    return 0;
   }
   grat::server::init_json_logging(config.log_level);
   // libprotobuf's complaints (e.g. a client's invalid UTF-8 in a string field) become JSON

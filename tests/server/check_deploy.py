@@ -1,0 +1,44 @@
+"""deploy/ stays consistent: the k8s manifests parse, their probes use gRPC health on the
+served port, the ConfigMap's config and config.example.yaml pass `grat_server
+--check-config`, and promtool accepts the Prometheus rules."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+repo, server_bin = sys.argv[1], sys.argv[2]
+deploy = os.path.join(repo, "deploy")
+
+docs = list(yaml.safe_load_all(open(os.path.join(deploy, "k8s", "grat-server.yaml"))))
+kinds = {d["kind"]: d for d in docs}
+assert set(kinds) == {"ConfigMap", "Deployment", "Service"}, kinds.keys()
+(container,) = kinds["Deployment"]["spec"]["template"]["spec"]["containers"]
+for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+    assert container[probe]["grpc"]["port"] == 50051, probe
+cfg = yaml.safe_load(kinds["ConfigMap"]["data"]["config.yaml"])
+assert cfg["listen"].endswith(":50051") and cfg["metrics_listen"].endswith(":9464")
+
+with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "config.yaml")
+    with open(path, "w") as f:
+        f.write(kinds["ConfigMap"]["data"]["config.yaml"])
+    for config in (path, os.path.join(deploy, "config.example.yaml")):
+        r = subprocess.run([server_bin, "--check-config", "--config", config],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, (config, r.stdout, r.stderr)
+        print(r.stdout, end="")
+    bad = os.path.join(tmp, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("models:\n  - {name: a, bundle: x, max_batch: 0}\n")
+    r = subprocess.run([server_bin, "--check-config", "--config", bad], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "models[0].max_batch" in r.stderr, r.stderr
+
+promtool = shutil.which("promtool")
+if promtool:
+    subprocess.run([promtool, "check", "rules", os.path.join(deploy, "prometheus", "rules.yaml")],
+                   check=True)
+print("deploy ok")
