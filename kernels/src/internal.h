@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "grat/layout.h"
+#include "message.h"
 
 namespace grat::detail {
 

@@ -1,11 +1,15 @@
 #include "grat/layout.h"
 
+#include "message.h"
+
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cctype>
 
 namespace grat {
+
+using detail::num;
 
 Pattern parse_pattern(const std::string& name) {
   std::string s(name);
@@ -32,35 +36,35 @@ Layout make_layout(const std::vector<int64_t>& grid, const std::vector<int64_t>&
                    const std::string& pattern, int64_t radius, int64_t text_tokens, bool text_first,
                    const std::vector<int64_t>& valid_text, bool grouped) {
   TORCH_CHECK(grid.size() == 2 || grid.size() == 3,
-              "grat: grid must have 2 entries (h, w) or 3 (t, h, w); got ", grid.size());
+              "grat: grid must have 2 entries (h, w) or 3 (t, h, w); got ", num(grid.size()));
   TORCH_CHECK(group.size() == grid.size(), "grat: group must have one entry per grid axis (",
-              grid.size(), "); got ", group.size());
+              num(grid.size()), "); got ", num(group.size()));
   Layout l;
   l.geom.dims = static_cast<int32_t>(grid.size());
   const int off = 3 - static_cast<int>(grid.size());
   for (int a = 0; a < 3; ++a) {
     const bool real = a >= off;
     const int64_t n = real ? grid[a - off] : 1, g = real ? group[a - off] : 1;
-    TORCH_CHECK(n >= 1, "grat: grid[", a - off, "] must be >= 1; got ", n);
-    TORCH_CHECK(g >= 1, "grat: group[", a - off, "] must be >= 1; got ", g);
-    TORCH_CHECK(g <= n, "grat: group[", a - off, "] = ", g, " is larger than grid[", a - off,
-                "] = ", n);
+    TORCH_CHECK(n >= 1, "grat: grid[", num(a - off), "] must be >= 1; got ", num(n));
+    TORCH_CHECK(g >= 1, "grat: group[", num(a - off), "] must be >= 1; got ", num(g));
+    TORCH_CHECK(g <= n, "grat: group[", num(a - off), "] = ", num(g), " is larger than grid[",
+                num(a - off), "] = ", num(n));
     l.geom.grid[a] = n;
     l.geom.group[a] = g;
     l.geom.ngroups[a] = (n + g - 1) / g;
   }
-  TORCH_CHECK(l.geom.image_tokens() <= (int64_t{1} << 31), "grat: grid has ", l.geom.image_tokens(),
-              " tokens; the limit is 2^31");
+  TORCH_CHECK(l.geom.image_tokens() <= (int64_t{1} << 31), "grat: grid has ",
+              num(l.geom.image_tokens()), " tokens; the limit is 2^31");
   l.geom.pattern = parse_pattern(pattern);
-  TORCH_CHECK(radius >= 1, "grat: radius must be >= 1; got ", radius);
-  TORCH_CHECK(radius <= (int64_t{1} << 20), "grat: radius must be <= 2^20; got ", radius);
+  TORCH_CHECK(radius >= 1, "grat: radius must be >= 1; got ", num(radius));
+  TORCH_CHECK(radius <= (int64_t{1} << 20), "grat: radius must be <= 2^20; got ", num(radius));
   l.geom.radius = static_cast<int32_t>(radius);
-  TORCH_CHECK(text_tokens >= 0, "grat: text_tokens must be >= 0; got ", text_tokens);
+  TORCH_CHECK(text_tokens >= 0, "grat: text_tokens must be >= 0; got ", num(text_tokens));
   l.text_tokens = text_tokens;
   l.text_first = text_first;
   for (size_t i = 0; i < valid_text.size(); ++i) {
-    TORCH_CHECK(valid_text[i] >= 0 && valid_text[i] <= text_tokens, "grat: valid_text[", i,
-                "] must be in [0, text_tokens = ", text_tokens, "]; got ", valid_text[i]);
+    TORCH_CHECK(valid_text[i] >= 0 && valid_text[i] <= text_tokens, "grat: valid_text[", num(i),
+                "] must be in [0, text_tokens = ", num(text_tokens), "]; got ", num(valid_text[i]));
   }
   l.valid_text = valid_text;
   l.grouped = grouped;
@@ -69,8 +73,8 @@ Layout make_layout(const std::vector<int64_t>& grid, const std::vector<int64_t>&
 
 void check_valid_text(const Layout& layout, int64_t batch) {
   const auto n = static_cast<int64_t>(layout.valid_text.size());
-  TORCH_CHECK(n <= 1 || n == batch, "grat: valid_text must have 0, 1 or batch (", batch,
-              ") entries; got ", n);
+  TORCH_CHECK(n <= 1 || n == batch, "grat: valid_text must have 0, 1 or batch (", num(batch),
+              ") entries; got ", num(n));
 }
 
 }  // namespace grat

@@ -9,8 +9,8 @@ namespace grat::detail {
 
 at::Tensor attention_mask_impl(const Layout& l, int64_t valid) {
   const int64_t n = l.total_tokens();
-  TORCH_CHECK(n * n <= (int64_t{1} << 30), "grat: attention_mask is for small layouts: ", n,
-              " tokens need ", n * n, " mask entries; the limit is 2^30");
+  TORCH_CHECK(n * n <= (int64_t{1} << 30), "grat: attention_mask is for small layouts: ", num(n),
+              " tokens need ", num(n * n), " mask entries; the limit is 2^30");
   const Geometry& g = l.geom;
   const int64_t img = g.image_tokens(), base = l.image_begin();
   // Group coordinates of every token in model (raster) order; text rows get -1.

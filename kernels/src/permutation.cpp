@@ -25,7 +25,7 @@ at::Tensor inverse_permutation(const at::Tensor& perm) {
 double resolve_scale(const at::Tensor& q, std::optional<double> scale) {
   if (scale.has_value()) {
     TORCH_CHECK(std::isfinite(*scale) && *scale > 0, "grat: scale must be finite and > 0; got ",
-                *scale);
+                num(*scale));
     return *scale;
   }
   return 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
@@ -33,26 +33,26 @@ double resolve_scale(const at::Tensor& q, std::optional<double> scale) {
 
 void check_attention_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const Layout& l) {
-  TORCH_CHECK(q.dim() == 4, "grat: q must be [batch, tokens, heads, head_dim]; got ", q.dim(),
+  TORCH_CHECK(q.dim() == 4, "grat: q must be [batch, tokens, heads, head_dim]; got ", num(q.dim()),
               " dims");
-  TORCH_CHECK(k.sizes() == q.sizes(), "grat: k must have q's shape ", q.sizes(), "; got ",
-              k.sizes());
-  TORCH_CHECK(v.sizes() == q.sizes(), "grat: v must have q's shape ", q.sizes(), "; got ",
-              v.sizes(), " (head dims of q, k and v must match)");
+  TORCH_CHECK(k.sizes() == q.sizes(), "grat: k must have q's shape ", dims(q.sizes()), "; got ",
+              dims(k.sizes()));
+  TORCH_CHECK(v.sizes() == q.sizes(), "grat: v must have q's shape ", dims(q.sizes()), "; got ",
+              dims(v.sizes()), " (head dims of q, k and v must match)");
   TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(),
-              "grat: q, k, v must share one dtype; got ", q.scalar_type(), ", ", k.scalar_type(),
-              ", ", v.scalar_type());
+              "grat: q, k, v must share one dtype; got ", dtype_name(q.scalar_type()), ", ",
+              dtype_name(k.scalar_type()), ", ", dtype_name(v.scalar_type()));
   const auto dt = q.scalar_type();
   TORCH_CHECK(dt == at::kBFloat16 || dt == at::kHalf || dt == at::kFloat || dt == at::kDouble,
-              "grat: dtype must be bfloat16, float16, float32 or float64; got ", dt);
+              "grat: dtype must be bfloat16, float16, float32 or float64; got ", dtype_name(dt));
   TORCH_CHECK(k.device() == q.device() && v.device() == q.device(),
-              "grat: q, k, v must be on one device; got ", q.device(), ", ", k.device(), ", ",
-              v.device());
-  TORCH_CHECK(q.size(2) >= 1, "grat: heads must be >= 1; got ", q.size(2));
-  TORCH_CHECK(q.size(3) >= 1, "grat: head_dim must be >= 1; got ", q.size(3));
-  TORCH_CHECK(q.size(1) == l.total_tokens(), "grat: q has ", q.size(1),
-              " tokens but the layout has text_tokens + prod(grid) = ", l.text_tokens, " + ",
-              l.geom.image_tokens(), " = ", l.total_tokens());
+              "grat: q, k, v must be on one device; got ", q.device().str(), ", ", k.device().str(),
+              ", ", v.device().str());
+  TORCH_CHECK(q.size(2) >= 1, "grat: heads must be >= 1; got ", num(q.size(2)));
+  TORCH_CHECK(q.size(3) >= 1, "grat: head_dim must be >= 1; got ", num(q.size(3)));
+  TORCH_CHECK(q.size(1) == l.total_tokens(), "grat: q has ", num(q.size(1)),
+              " tokens but the layout has text_tokens + prod(grid) = ", num(l.text_tokens), " + ",
+              num(l.geom.image_tokens()), " = ", num(l.total_tokens()));
   check_valid_text(l, q.size(0));
 }
 

@@ -51,8 +51,9 @@ at::Tensor permute_tokens(const at::Tensor& x, c10::IntArrayRef grid, c10::IntAr
       make_layout(vec(grid), vec(group), "full", 1, text_tokens, text_first, {}, false);
   TORCH_CHECK(x.dim() >= 1, "grat: regroup needs a tensor with at least one dim");
   const int64_t d = c10::maybe_wrap_dim(dim, x.dim());
-  TORCH_CHECK(x.size(d) == l.total_tokens(), "grat: dim ", dim, " of x has ", x.size(d),
-              " tokens but text_tokens + prod(grid) = ", l.total_tokens());
+  TORCH_CHECK(x.size(d) == l.total_tokens(), "grat: dim ", detail::num(dim), " of x has ",
+              detail::num(x.size(d)),
+              " tokens but text_tokens + prod(grid) = ", detail::num(l.total_tokens()));
   if (x.is_meta()) return at::empty_like(x);  // index_select has no Meta kernel
   at::Tensor perm = detail::grouped_permutation(l);
   if (!forward) perm = detail::inverse_permutation(perm);
@@ -73,12 +74,13 @@ at::Tensor mask_op(c10::IntArrayRef grid, c10::IntArrayRef group, c10::string_vi
                    int64_t radius, int64_t text_tokens, bool text_first, int64_t valid_text,
                    bool grouped) {
   TORCH_CHECK(valid_text >= -1, "grat: valid_text must be -1 (all) or in [0, text_tokens]; got ",
-              valid_text);
+              detail::num(valid_text));
   const Layout l = make_layout(vec(grid), vec(group), str(pattern), radius, text_tokens, text_first,
                                {}, grouped);
   const int64_t valid = valid_text < 0 ? text_tokens : valid_text;
-  TORCH_CHECK(valid <= text_tokens, "grat: valid_text must be in [0, text_tokens = ", text_tokens,
-              "]; got ", valid_text);
+  TORCH_CHECK(valid <= text_tokens,
+              "grat: valid_text must be in [0, text_tokens = ", detail::num(text_tokens), "]; got ",
+              detail::num(valid_text));
   return detail::attention_mask_impl(l, valid);
 }
 

@@ -22,7 +22,8 @@ int64_t rewrite_block(torch::jit::Block* block) {
     // Older schemas lack trailing arguments; fill them with their defaults.
     std::vector<torch::jit::Value*> inputs(node->inputs().begin(), node->inputs().end());
     TORCH_CHECK(inputs.size() >= 3 && inputs.size() <= 8,
-                "grat: unexpected scaled_dot_product_attention arity ", inputs.size());
+                "grat: unexpected scaled_dot_product_attention arity ",
+                std::to_string(inputs.size()));
     torch::jit::Graph* g = node->owningGraph();
     torch::jit::WithInsertPoint guard(node);
     const std::vector<c10::IValue> defaults = {c10::IValue(), 0.0, false, c10::IValue(), false};
