@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <png.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "grat/engine/engine.h"
 
@@ -232,6 +234,50 @@ TEST(EngineLoad, BadBundleAndOptionsAreErrors) {
   o.device = "cpu";
   o.dtype = "int8";
   EXPECT_THROW(Engine::load(o), EngineLoadError);
+}
+
+}  // namespace
+}  // namespace grat::engine
+
+namespace grat::engine {
+namespace {
+
+// A copy of the tiny bundle whose model.yaml asks for true classifier-free guidance.
+std::string cfg_bundle() {
+  namespace fs = std::filesystem;
+  const fs::path dst = fs::temp_directory_path() / ("grat_cfg_" + std::to_string(::getpid()));
+  EXPECT_EQ(std::system(("rm -rf '" + dst.string() + "' && cp -r '" + bundle_dir() + "' '" +
+                         dst.string() + "'")
+                            .c_str()),
+            0);
+  std::ifstream in(dst / "model.yaml");
+  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto at = yaml.find("true_cfg: false");
+  EXPECT_NE(at, std::string::npos);
+  yaml.replace(at, 15, "true_cfg: true");
+  std::ofstream(dst / "model.yaml") << yaml;
+  return dst.string();
+}
+
+TEST(EngineTrueCfg, NegativePromptGuidesAndScaleOneIsThePlainPrediction) {
+  EngineOptions plain_o, cfg_o;
+  plain_o.bundle = bundle_dir();
+  cfg_o.bundle = cfg_bundle();
+  auto plain = Engine::load(plain_o), cfg = Engine::load(cfg_o);
+  ASSERT_TRUE(cfg->manifest().defaults.true_cfg);
+  Request r = request("a quiet harbour", 31);
+  r.negative_prompt = "blurry, low quality";
+  r.guidance = 1.0;  // v_neg + 1 * (v - v_neg) = v
+  const Result a = plain->generate({Job{r, nullptr}})[0], b = cfg->generate({Job{r, nullptr}})[0];
+  ASSERT_TRUE(a.error.ok() && b.error.ok()) << a.error.message << b.error.message;
+  EXPECT_LE(max_diff(decode_png(a.bytes), decode_png(b.bytes)), 1);
+  r.guidance = 4.0;
+  const Result c = plain->generate({Job{r, nullptr}})[0], d = cfg->generate({Job{r, nullptr}})[0];
+  EXPECT_GT(max_diff(decode_png(c.bytes), decode_png(d.bytes)), 8);
+  r.negative_prompt = std::string("\xc3\x28 bad");
+  EXPECT_EQ(cfg->generate({Job{r, nullptr}})[0].error.code, ErrorCode::kTokenizer);
+  // Not std::filesystem::remove_all: libtorch.so exports a copy of it that crashes here.
+  EXPECT_EQ(std::system(("rm -rf '" + cfg_o.bundle + "'").c_str()), 0);
 }
 
 }  // namespace

@@ -2,11 +2,25 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <filesystem>
+#include <sys/stat.h>
+
 #include <set>
 
 namespace grat::engine {
 namespace {
+
+// POSIX, not std::filesystem: libtorch.so (torch 2.11 wheel) exports its own copies of some
+// std::filesystem functions, and a process that links LibTorch may bind to them (one of them
+// crashed in a test here).
+bool is_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string join(const std::string& folder, const std::string& name) {
+  if (folder.empty() || folder.back() == '/') return folder + name;
+  return folder + "/" + name;
+}
 
 [[noreturn]] void fail(const std::string& key, const std::string& msg) {
   throw BundleError("model.yaml." + key + ": " + msg);
@@ -73,17 +87,17 @@ const std::vector<std::string> kFileRoles = {
 std::string Manifest::path(const std::string& role) const {
   const auto it = files.find(role);
   if (it == files.end()) throw BundleError("model.yaml.files." + role + ": missing");
-  return (std::filesystem::path(folder) / it->second).string();
+  return join(folder, it->second);
 }
 
 Manifest load_manifest(const std::string& folder) {
-  const std::filesystem::path file = std::filesystem::path(folder) / "model.yaml";
-  if (!std::filesystem::is_regular_file(file)) {
+  const std::string file = join(folder, "model.yaml");
+  if (!is_file(file)) {
     throw BundleError("model.yaml: not found in " + folder);
   }
   YAML::Node root;
   try {
-    root = YAML::LoadFile(file.string());
+    root = YAML::LoadFile(file);
   } catch (const YAML::Exception& e) {
     throw BundleError(std::string("model.yaml: not valid YAML: ") + e.what());
   }
@@ -160,11 +174,10 @@ Manifest load_manifest(const std::string& folder) {
                     std::set<std::string>(kFileRoles.begin(), kFileRoles.end()));
   for (const std::string& role : kFileRoles) {
     const std::string name = files.text(role);
-    const std::filesystem::path rel(name);
-    if (name.empty() || rel.is_absolute() || name.find("..") != std::string::npos) {
+    if (name.empty() || name[0] == '/' || name.find("..") != std::string::npos) {
       fail("files." + role, "must be a path inside the bundle");
     }
-    if (!std::filesystem::is_regular_file(std::filesystem::path(folder) / rel)) {
+    if (!is_file(join(folder, name))) {
       fail("files." + role, "file " + name + " not found in " + folder);
     }
     m.files[role] = name;

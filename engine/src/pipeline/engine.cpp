@@ -1,5 +1,5 @@
-#include <torch/cuda.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/cuda.h>
 
 #include <sstream>
 
@@ -60,6 +60,18 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options) {
     throw EngineLoadError("engine: device " + options.device +
                           " requested but CUDA is not available");
   }
+  if (impl->device.is_cuda() && !impl->device.has_index()) {
+    impl->device = c10::Device(c10::kCUDA, 0);
+  }
+  if (impl->device.is_cuda() && impl->device.index() >= torch::cuda::device_count()) {
+    throw EngineLoadError("engine: device " + options.device + " does not exist (" +
+                          std::to_string(torch::cuda::device_count()) + " CUDA devices)");
+  }
+#if GRAT_HAVE_CUDA
+  if (impl->device.is_cuda()) {
+    impl->stream = c10::cuda::getStreamFromPool(false, impl->device.index());
+  }
+#endif
   impl->dtype = parse_dtype(options.dtype, impl->device);
   torch::jit::setGraphExecutorOptimize(options.optimized_execution);
   impl->transformer = load_module(m, "transformer", impl->device, impl->dtype);

@@ -5,6 +5,10 @@
 
 #include <optional>
 
+#if GRAT_HAVE_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
+
 #include "grat/engine/engine.h"
 #include "grat/tokenizer/clip_tokenizer.h"
 #include "grat/tokenizer/t5_tokenizer.h"
@@ -21,6 +25,9 @@ struct Engine::Impl {
   std::optional<tokenizer::ClipTokenizer> clip_tok;
   bool guidance_embeds = true;  // transformer takes a guidance value
   int64_t inject_oom_step = -1;
+#if GRAT_HAVE_CUDA
+  std::optional<c10::cuda::CUDAStream> stream;  // this engine's own stream on its device
+#endif
 
   // Runs the jobs at positions `active` (validated, same batch key); fills `results`.
   std::vector<Result> run(const std::vector<Job>& jobs, std::vector<size_t> active,

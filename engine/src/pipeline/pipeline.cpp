@@ -13,6 +13,7 @@
 #if GRAT_HAVE_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #endif
 
 namespace grat::engine {
@@ -80,6 +81,11 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
                                       std::vector<Result>& results) {
   if (active.empty()) return results;
   c10::InferenceMode inference;
+#if GRAT_HAVE_CUDA
+  // Work goes to this engine's stream: engines on other devices/threads never serialise.
+  std::optional<c10::cuda::CUDAStreamGuard> stream_guard;
+  if (stream) stream_guard.emplace(*stream);
+#endif
   const Request& r0 = jobs[active[0]].request;
   const Manifest& m = manifest;
   const int64_t steps = r0.steps > 0 ? r0.steps : m.defaults.steps;
