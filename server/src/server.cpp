@@ -564,6 +564,7 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
            {"device", device},
            num("seconds", std::chrono::duration<double>(Clock::now() - t0).count())});
       if (executors.empty()) m.limits.manifest = engine->manifest();
+      if (e.inject_oom_at_step >= 0) engine->inject_oom_at_step(e.inject_oom_at_step);
       executors.push_back(scheduler::make_engine_executor(std::move(engine)));
     }
     m.limits.max_prompt_bytes = e.max_prompt_bytes;

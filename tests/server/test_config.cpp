@@ -111,11 +111,27 @@ TEST(ServerConfig, ExampleConfigParsesAndListsEveryKey) {
   std::ifstream in(path);
   std::stringstream text;
   text << in.rdbuf();
-  for (const char* key :
-       {"listen:", "metrics_listen:", "drain_timeout_s:", "default_model:", "log_level:",
-        "chunk_bytes:", "max_receive_bytes:", "models:", "name:", "bundle:", "devices:",
-        "dtype:", "max_queue:", "max_batch:", "max_batch_delay_ms:", "max_prompt_bytes:",
-        "GRAT_LISTEN", "GRAT_METRICS_LISTEN", "GRAT_LOG_LEVEL", "GRAT_MODEL_<NAME>_PATH"}) {
+  for (const char* key : {"listen:",
+                          "metrics_listen:",
+                          "drain_timeout_s:",
+                          "default_model:",
+                          "log_level:",
+                          "chunk_bytes:",
+                          "max_receive_bytes:",
+                          "models:",
+                          "name:",
+                          "bundle:",
+                          "devices:",
+                          "dtype:",
+                          "max_queue:",
+                          "max_batch:",
+                          "max_batch_delay_ms:",
+                          "max_prompt_bytes:",
+                          "inject_oom_at_step:",
+                          "GRAT_LISTEN",
+                          "GRAT_METRICS_LISTEN",
+                          "GRAT_LOG_LEVEL",
+                          "GRAT_MODEL_<NAME>_PATH"}) {
     EXPECT_THAT(text.str(), HasSubstr(key));
   }
 }

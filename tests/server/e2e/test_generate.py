@@ -112,3 +112,19 @@ def test_no_argument_server_serves_tiny_bundle():
         assert '"msg":"serving"' in s.logs()
     finally:
         assert s.stop() == 0
+
+
+def test_out_of_memory_is_resource_exhausted_and_worker_lives_on():
+    import grpc
+    import pytest
+
+    s = harness.Server(model_yaml="    inject_oom_at_step: 1\n")
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            harness.client.generate(s.stub, harness.request(steps=3), timeout=60)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "out of memory" in err.value.details()
+        data, _, _ = harness.client.generate(s.stub, harness.request(), timeout=60)
+        harness.decode_image(data)
+    finally:
+        assert s.stop() == 0
