@@ -122,6 +122,21 @@ TEST(ServerValidation, EachBadFieldNamesFieldAndLimit) {
   }
 }
 
+TEST(ServerValidation, TooManyPixels) {
+  ModelLimits m = tiny();
+  m.manifest.limits.max_pixels = 512 * 512;
+  v1::GenerateRequest r = good();
+  r.set_width(1024);
+  r.set_height(512);
+  engine::Request out;
+  const grpc::Status s = to_engine_request(r, m, 1, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("width x height must be at most 262144 pixels (max_pixels); got 524288"));
+  r.set_width(512);
+  EXPECT_TRUE(to_engine_request(r, m, 1, &out).ok());
+}
+
 TEST(ServerValidation, VideoFramesAre4kPlus1) {
   ModelLimits m = tiny();
   m.manifest.kind = "video";
