@@ -1,11 +1,13 @@
 #include "grat/server/config.h"
 
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -13,7 +15,24 @@
 namespace grat::server {
 namespace {
 
-namespace fs = std::filesystem;
+// POSIX paths, not std::filesystem: libtorch.so exports its own copies of some
+// std::filesystem functions, which a process linking LibTorch may bind to (see
+// engine/src/core/manifest.cpp).
+std::string join(const std::string& dir, const std::string& name) {
+  if (dir.empty()) return name;
+  return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+std::string parent(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos) return "";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+bool is_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
 
 [[noreturn]] void fail(const std::string& key, const std::string& msg) {
   throw ConfigError("config key '" + key + "': " + msg);
@@ -130,9 +149,7 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
   if (!m.has("bundle")) fail(m.key("bundle"), "missing");
   e.bundle = m.text("bundle");
   if (e.bundle.empty()) fail(m.key("bundle"), "must not be empty");
-  if (fs::path(e.bundle).is_relative() && !base_dir.empty()) {
-    e.bundle = (fs::path(base_dir) / e.bundle).lexically_normal().string();
-  }
+  if (e.bundle.front() != '/' && !base_dir.empty()) e.bundle = join(base_dir, e.bundle);
   if (m.has("devices")) {
     const YAML::Node d = m.at("devices");
     if (!d.IsSequence() || d.size() == 0) fail(m.key("devices"), "expected a non-empty list");
@@ -164,22 +181,23 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
 
 std::string tiny_bundle(const std::string& executable_path) {
   if (const char* env = std::getenv("GRAT_TINY_BUNDLE"); env && *env) return env;
-  std::vector<fs::path> candidates;
+  std::vector<std::string> candidates;
 #ifdef GRAT_DEFAULT_BUNDLE
   candidates.emplace_back(GRAT_DEFAULT_BUNDLE);
 #endif
-  std::error_code ec;
-  if (!executable_path.empty()) {
-    fs::path dir = fs::weakly_canonical(fs::path(executable_path), ec).parent_path();
-    for (int up = 0; up < 4 && !dir.empty(); ++up, dir = dir.parent_path()) {
-      candidates.push_back(dir / "bundles" / "flux-tiny");
+  char buf[PATH_MAX];
+  if (!executable_path.empty() && ::realpath(executable_path.c_str(), buf)) {
+    std::string dir = parent(buf);
+    for (int up = 0; up < 4 && !dir.empty() && dir != "/"; ++up, dir = parent(dir)) {
+      candidates.push_back(join(dir, "bundles/flux-tiny"));
     }
   }
-  candidates.push_back(fs::current_path(ec) / "bundles" / "flux-tiny");
+  if (::getcwd(buf, sizeof buf)) candidates.push_back(join(buf, "bundles/flux-tiny"));
+  candidates.emplace_back("bundles/flux-tiny");
   for (const auto& c : candidates) {
-    if (fs::exists(c / "model.yaml", ec)) return c.string();
+    if (is_file(join(c, "model.yaml"))) return c;
   }
-  return candidates.front().string();
+  return candidates.front();
 }
 
 }  // namespace
@@ -222,7 +240,7 @@ ServerConfig load_config_file(const std::string& path) {
   if (!in) throw ConfigError("cannot read config file '" + path + "'");
   std::stringstream buf;
   buf << in.rdbuf();
-  return parse_config(buf.str(), fs::path(path).parent_path().string());
+  return parse_config(buf.str(), parent(path));
 }
 
 ServerConfig default_config(const std::string& executable_path) {
