@@ -2,6 +2,12 @@
 // grat_server in this process (gRPC over loopback, scheduler, validation, chunked streaming),
 // one request at a time. Prints per-image wall times and the overhead; writes JSON.
 //
+// On a small CPU host, run with OMP_NUM_THREADS=1: with OpenMP's default spinning, LibTorch
+// is ~2.7x faster on the thread that loaded the engine than on any other thread (measured on
+// 2 cores: 0.07 s vs 0.19 s per 256^2 image), so "engine direct" on the main thread against a
+// scheduler worker thread measures OpenMP, not the server (OMP_NUM_THREADS=1: 0.10 s on every
+// thread; OMP_WAIT_POLICY=passive: 0.21 s on every thread).
+//
 // usage: server_overhead <bundle> <device> <size> <steps> <repeats> <out.json> [commit]
 //   e.g. server_overhead bundles/flux-tiny cpu 256 4 10 bench/results/server_overhead_cpu.json
 #include <grpcpp/grpcpp.h>
@@ -9,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <numeric>
 #include <string>
@@ -143,8 +150,9 @@ int main(int argc, char** argv) {
   f << "{\n  \"benchmark\": \"server_overhead\",\n  \"commit\": \"" << commit
     << "\",\n  \"command\": \"";
   for (int i = 0; i < argc; ++i) f << (i ? " " : "") << argv[i];
-  f << "\",\n  \"device\": \"" << device << "\",\n  \"size\": " << size
-    << ",\n  \"steps\": " << steps << ",\n  \"repeats\": " << repeats
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  f << "\",\n  \"OMP_NUM_THREADS\": \"" << (omp ? omp : "") << "\",\n  \"device\": \"" << device
+    << "\",\n  \"size\": " << size << ",\n  \"steps\": " << steps << ",\n  \"repeats\": " << repeats
     << ",\n  \"engine_median_s\": " << md << ",\n  \"server_median_s\": " << ms
     << ",\n  \"overhead_percent\": " << overhead << ",\n  \"engine_other_thread_median_s\": " << mt
     << ",\n  \"overhead_vs_other_thread_percent\": " << overhead_thread << ",\n  \"engine_s\": [";
