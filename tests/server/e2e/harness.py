@@ -56,6 +56,9 @@ class Server:
         self.log_path = os.path.join(self.dir, "server.log")
         args = [SERVER_BIN]
         env = dict(os.environ)
+        # LibTorch's OpenMP threads spin-wait; on a small shared CI host that makes steps
+        # erratic (seconds each while compilers run). One thread keeps timings predictable.
+        env.setdefault("OMP_NUM_THREADS", "1")
         if use_config:
             cfg = os.path.join(self.dir, "config.yaml")
             with open(cfg, "w") as f:

@@ -11,13 +11,13 @@ import harness
 
 
 def test_sigterm_drains():
-    s = harness.Server(drain_timeout_s=60)
+    s = harness.Server(drain_timeout_s=200)
     events, result = [], {}
 
     def run():
         try:
             data, _, fin = harness.client.generate(
-                s.stub, harness.request(width=512, height=512, steps=100), timeout=120,
+                s.stub, harness.request(width=256, height=256, steps=100), timeout=220,
                 on_event=lambda e: events.append(e.WhichOneof("event")))
             harness.decode_image(data)
             result["code"] = "ok"
@@ -53,7 +53,7 @@ def test_sigterm_drains():
             else:
                 errors.append(("generate", err.code()))
         time.sleep(0.05)
-    t.join(120)
+    t.join(220)
     assert result.get("code") == "ok", (result, s.logs())
     assert seen_not_serving and seen_unavailable, (seen_not_serving, seen_unavailable, errors,
                                                    s.logs())
