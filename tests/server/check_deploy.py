@@ -1,4 +1,5 @@
-"""deploy/ stays consistent: the k8s manifests parse, their probes use gRPC health on the
+"""deploy/ stays consistent: the k8s manifests parse, the Grafana dashboard queries only
+metrics the server exports, their probes use gRPC health on the
 served port, the ConfigMap's config and config.example.yaml pass `grat_server
 --check-config`, and promtool accepts the Prometheus rules."""
 import os
@@ -36,6 +37,19 @@ with tempfile.TemporaryDirectory() as tmp:
     r = subprocess.run([server_bin, "--check-config", "--config", bad], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "models[0].max_batch" in r.stderr, r.stderr
+
+import json
+import re
+
+dash = json.load(open(os.path.join(deploy, "grafana", "gratserve.json")))
+exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+metrics = {"grat_requests_total", "grat_queue_depth", "grat_queue_wait_seconds_bucket",
+           "grat_time_to_first_step_seconds_bucket", "grat_step_seconds_sum",
+           "grat_step_seconds_count", "grat_request_latency_seconds_bucket",
+           "grat_batch_size_sum", "grat_batch_size_count", "grat_gpu_memory_bytes"}
+used = {m for e in exprs for m in re.findall(r"grat_[a-z_]+", e)}
+assert used <= metrics, used - metrics
+assert {"grat_request_latency_seconds_bucket", "grat_queue_depth"} <= used
 
 promtool = shutil.which("promtool")
 if promtool:
