@@ -1,8 +1,29 @@
 #!/usr/bin/env bash
-# The main job until the server exists: deps, build, then GRAT attention on the CPU next
-# to full attention.
+# The main job on a fresh machine: install deps, build (which also exports the tiny default
+# bundle), start the gRPC server with that bundle on localhost, generate a demo image
+# through gratctl, then drain the server with SIGTERM.
+#   ./scripts/demo.sh ["prompt"] [out.png]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${BUILD_DIR:-$root/build}"
+prompt="${1:-a red fox in the snow at dawn}"
+out="${2:-$root/demo.png}"
 "$root/scripts/install_deps.sh"
 "$root/scripts/build.sh"
-"${BUILD_DIR:-$root/build}/kernels/grat_demo"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # small CPU hosts: see README
+port="${GRAT_DEMO_PORT:-50051}"
+log="$build/demo_server.log"
+GRAT_LISTEN="127.0.0.1:$port" GRAT_METRICS_LISTEN="127.0.0.1:$((port + 1))" \
+  "$build/server/grat_server" >"$log" 2>&1 &
+server=$!
+trap 'kill -TERM $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+ctl=("$build/clients/gratctl" --server "127.0.0.1:$port")
+for _ in $(seq 1 120); do
+  if "${ctl[@]}" health >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$server" 2>/dev/null; then echo "server exited; log: $log" >&2; tail -20 "$log" >&2; exit 1; fi
+  sleep 0.5
+done
+"${ctl[@]}" health
+"${ctl[@]}" models
+"${ctl[@]}" generate --prompt "$prompt" --width 256 --height 256 --seed 7 --attention auto --out "$out"
+echo "demo image: $out (server log: $log)"
