@@ -150,7 +150,10 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
     at::Tensor g = at::tensor(guidance, at::kFloat).to(device);
     const std::vector<double> sigmas =
         flux_sigmas(steps, flux_mu(gh * gw, m.defaults.shift_base, m.defaults.shift_max));
+    synchronize(device);
+    timings.noise_s = since(t0);
 
+    t0 = Clock::now();  // denoise_s: the step loop alone
     for (int64_t i = 0; i < steps; ++i) {
       // Cancellation and deadlines act here, before each step: a stopped job leaves the batch.
       std::vector<int64_t> keep;
