@@ -1,4 +1,5 @@
 #include "grat/tokenizer/clip_tokenizer.h"
+#include "special_tokens.h"
 
 #include <stdexcept>
 
@@ -129,26 +130,19 @@ std::vector<int64_t> ClipTokenizer::EncodePieces(std::string_view text) const {
   }
   const std::pair<std::string_view, int64_t> specials[] = {{options_.bos_token, bos_id_},
                                                            {options_.eos_token, eos_id_}};
-  std::size_t start = 0;
-  for (std::size_t pos = 0; pos < text.size();) {
-    std::size_t length = 0;
-    int64_t id = -1;
+  auto match = [&](std::string_view t, std::size_t pos) {
+    std::pair<std::size_t, int64_t> best{0, -1};
     for (const auto& [token, token_id] : specials) {
-      if (token.size() > length && text.substr(pos, token.size()) == token) {
-        length = token.size();
-        id = token_id;
+      if (token.size() > best.first && t.substr(pos, token.size()) == token) {
+        best = {token.size(), token_id};
       }
     }
-    if (length == 0) {
-      ++pos;
-      continue;
-    }
-    EncodeSegment(text.substr(start, pos - start), &ids);
-    ids.push_back(id);
-    pos += length;
-    start = pos;
-  }
-  EncodeSegment(text.substr(start), &ids);
+    return best;
+  };
+  EncodeAroundSpecials(
+      text, match,
+      [this](std::string_view segment, std::vector<int64_t>* out) { EncodeSegment(segment, out); },
+      &ids);
   return ids;
 }
 

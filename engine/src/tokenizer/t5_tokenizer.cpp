@@ -1,4 +1,5 @@
 #include "grat/tokenizer/t5_tokenizer.h"
+#include "special_tokens.h"
 
 #include <stdexcept>
 
@@ -132,19 +133,10 @@ std::vector<int64_t> T5Tokenizer::EncodePieces(std::string_view text) const {
     EncodeSegment(text, &ids);
     return ids;
   }
-  std::size_t start = 0;
-  for (std::size_t pos = 0; pos < text.size();) {
-    const auto [length, id] = MatchSpecial(text, pos);
-    if (length == 0) {
-      ++pos;
-      continue;
-    }
-    EncodeSegment(text.substr(start, pos - start), &ids);
-    ids.push_back(id);
-    pos += length;
-    start = pos;
-  }
-  EncodeSegment(text.substr(start), &ids);
+  EncodeAroundSpecials(
+      text, [this](std::string_view t, std::size_t pos) { return MatchSpecial(t, pos); },
+      [this](std::string_view segment, std::vector<int64_t>* out) { EncodeSegment(segment, out); },
+      &ids);
   return ids;
 }
 
