@@ -10,26 +10,16 @@
 #include <sstream>
 
 #include "grat/engine/engine.h"
+#include "model/bench_util.h"
 
 using namespace grat::engine;
+using grat::bench::split;
 
 namespace {
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
-  return out;
-}
-
 double peak_gib_and_reset() {
-  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
-  const double peak =
-      static_cast<double>(
-          stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
-              .peak) /
-      (1u << 30);
-  c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+  const double peak = grat::bench::peak_gib();
+  grat::bench::reset_peak();
   return peak;
 }
 

@@ -7,6 +7,8 @@
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include "bench_util.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,25 +17,6 @@
 #include <string>
 #include <vector>
 
-namespace {
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
-  return out;
-}
-
-double peak_gib() {
-  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
-  return static_cast<double>(
-             stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
-                 .peak) /
-         (1u << 30);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   if (argc < 4) {
     std::fprintf(stderr, "usage: %s <transformer.pt> <out.json> <commit> [res] [patterns] [reps]\n",
@@ -41,8 +24,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string path = argv[1], out_path = argv[2], commit = argv[3];
-  const auto resolutions = split(argc > 4 ? argv[4] : "1024,4096");
-  const auto patterns = split(argc > 5 ? argv[5] : "full,B,X");
+  const auto resolutions = grat::bench::split(argc > 4 ? argv[4] : "1024,4096");
+  const auto patterns = grat::bench::split(argc > 5 ? argv[5] : "full,B,X");
   const int reps = argc > 6 ? std::stoi(argv[6]) : 3;
   std::string command;
   for (int i = 0; i < argc; ++i)
@@ -59,7 +42,7 @@ int main(int argc, char** argv) {
   for (const auto& p : model.parameters()) params += p.numel();
   const std::string gpu = at::cuda::getCurrentDeviceProperties()->name;
   std::printf("%s: %.2fB parameters loaded in %.1f s, weights %.1f GiB\n", gpu.c_str(),
-              params / 1e9, load_s, peak_gib());
+              params / 1e9, load_s, grat::bench::peak_gib());
 
   const auto opt = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
   std::ostringstream rows;
@@ -75,7 +58,7 @@ int main(int argc, char** argv) {
     for (const auto& pattern : patterns) {
       std::vector<c10::IValue> args = {x,    ctx,     pooled,      t,           g,         side,
                                        side, pattern, int64_t{16}, int64_t{16}, int64_t{1}};
-      c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+      grat::bench::reset_peak();
       // Two warm-ups: TorchScript's profiling executor records shapes on the first call and
       // builds its optimized plan on the second (seconds at full size).
       for (int w = 0; w < 2; ++w) model.forward(args);
@@ -92,7 +75,7 @@ int main(int argc, char** argv) {
       std::sort(times.begin(), times.end());
       const double med = times[times.size() / 2];
       if (pattern == "full") full_s = med;
-      const double peak = peak_gib();
+      const double peak = grat::bench::peak_gib();
       std::printf("%6lld %8lld %6s %10.3f %8.2fx %9.1f\n", static_cast<long long>(res),
                   static_cast<long long>(text + side * side), pattern.c_str(), med,
                   full_s > 0 ? full_s / med : 0.0, peak);
