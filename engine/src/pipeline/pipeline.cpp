@@ -223,6 +223,7 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
       if (i == 0) {
         if (options.profile_forwards) synchronize(device);
         timings.first_step_s = since(t0);
+        timings.first_forward_s = timings.forward_s;
       }
       for (size_t k = 0; k < active.size(); ++k) {
         const Job& job = jobs[active[k]];

@@ -39,6 +39,7 @@ struct StageTimings {
   double text_encode_s = 0, noise_s = 0, denoise_s = 0, decode_s = 0, encode_s = 0;
   double first_step_s = 0;  // from the start of denoising to the end of the first step
   double forward_s = 0;     // inside transformer forwards (EngineOptions::profile_forwards)
+  double first_forward_s = 0;  // the part of forward_s spent in the first step
 };
 
 enum class ErrorCode {
