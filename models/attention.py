@@ -90,8 +90,7 @@ def rope_cos_sin(ids: Tensor, axes_dim: List[int], theta: float) -> Tuple[Tensor
     return torch.cat(cos_out, dim=-1), torch.cat(sin_out, dim=-1)
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate x [B, N, H, D] by cos/sin [N, D] (pairs (2i, 2i+1) form one complex number)."""
+def _rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     c = cos.unsqueeze(0).unsqueeze(2)
     s = sin.unsqueeze(0).unsqueeze(2)
     pairs = x.reshape(x.shape[0], x.shape[1], x.shape[2], -1, 2)
@@ -99,6 +98,22 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     imag = pairs[..., 1]
     rotated = torch.stack([-imag, real], dim=-1).flatten(3)
     return (x.float() * c + rotated.float() * s).to(x.dtype)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, chunk: int = 16384) -> Tensor:
+    """Rotate x [B, N, H, D] by cos/sin [N, D] (pairs (2i, 2i+1) form one complex number).
+
+    Computed in float32 as diffusers does, ``chunk`` tokens at a time: at 8192^2 (262k
+    tokens) the float32 temporaries of one whole-sequence rotation would be ~10 GB.
+    """
+    n = x.shape[1]
+    if n <= chunk:
+        return _rope(x, cos, sin)
+    out = torch.empty_like(x)
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        out[:, s:e] = _rope(x[:, s:e], cos[s:e], sin[s:e])
+    return out
 
 
 class FluxAttention(nn.Module):

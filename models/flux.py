@@ -168,18 +168,34 @@ class GeluProj(nn.Module):
         return torch.nn.functional.gelu(self.proj(x), approximate="tanh")
 
 
+# Token rows per chunk of the MLPs: the 4x-wide hidden activations of a whole 8192^2 sequence
+# would take ~13 GB per block; 16384-row GEMMs still run at full speed.
+MLP_CHUNK_TOKENS = 16384
+
+
 class FeedForward(nn.Module):
-    """net.0.proj -> GELU(tanh) -> net.2 (net.1 is diffusers' dropout slot)."""
+    """net.0.proj -> GELU(tanh) -> net.2 (net.1 is diffusers' dropout slot), chunk_tokens
+    rows at a time."""
 
     def __init__(self, dim: int, mult: float = 4.0):
         super().__init__()
         inner = int(dim * mult)
         self.net = nn.ModuleList([GeluProj(dim, inner), nn.Identity(), nn.Linear(inner, dim)])
+        self.chunk_tokens = MLP_CHUNK_TOKENS
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _run(self, x: Tensor) -> Tensor:
         for layer in self.net:
             x = layer(x)
         return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = x.shape[1]
+        if n <= self.chunk_tokens:
+            return self._run(x)
+        out: List[Tensor] = []
+        for s in range(0, n, self.chunk_tokens):
+            out.append(self._run(x[:, s:min(n, s + self.chunk_tokens)]))
+        return torch.cat(out, dim=1)
 
 
 def _clip_fp16(x: Tensor) -> Tensor:
@@ -230,14 +246,25 @@ class FluxSingleTransformerBlock(nn.Module):
         self.act_mlp = nn.GELU(approximate="tanh")
         self.proj_out = nn.Linear(dim + mlp, dim)
         self.attn = SingleAttention(dim, heads, head_dim)
+        self.chunk_tokens = MLP_CHUNK_TOKENS
+
+    def _mlp_out(self, nh: Tensor, attn: Tensor) -> Tensor:
+        return self.proj_out(torch.cat([attn, self.act_mlp(self.proj_mlp(nh))], dim=2))
 
     def forward(self, h: Tensor, temb: Tensor, cos: Tensor, sin: Tensor,
                 layout: GratLayout) -> Tensor:
         nh, gate = self.norm(h, temb)
-        mlp = self.act_mlp(self.proj_mlp(nh))
         attn = self.attn(nh, cos, sin, layout)
-        out = gate.unsqueeze(1) * self.proj_out(torch.cat([attn, mlp], dim=2))
-        return _clip_fp16(h + out)
+        n = h.shape[1]
+        if n <= self.chunk_tokens:
+            out = self._mlp_out(nh, attn)
+        else:
+            parts: List[Tensor] = []
+            for s in range(0, n, self.chunk_tokens):
+                e = min(n, s + self.chunk_tokens)
+                parts.append(self._mlp_out(nh[:, s:e], attn[:, s:e]))
+            out = torch.cat(parts, dim=1)
+        return _clip_fp16(h + gate.unsqueeze(1) * out)
 
 
 # ----------------------------------------------------------------------------- model

@@ -10,6 +10,7 @@ from diffusers import FluxTransformer2DModel
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
+from models.attention import apply_rope
 from models.flux import (build_flux, checkpoint_files, load_diffusers_weights,
                          load_flux_checkpoint, script_flux)
 from models.flux_configs import FluxConfig, preset
@@ -143,6 +144,29 @@ def test_full_attention_matches_diffusers(tiny):
         expect = run_ref(ref, d, h, w)
         assert rel_err(run_ours(ours, d, h, w), expect) < 1e-4
         assert rel_err(run_ours(scripted, d, h, w, "full", 16, 16, 1), expect) < 1e-4
+
+
+def test_token_chunks_match_diffusers():
+    # The MLPs run chunk_tokens rows at a time on long sequences (8192^2 memory); with 7-row
+    # chunks the tiny model's 37-token sequence takes every path (several chunks, a ragged last).
+    cfg, ref, ours = make_pair("flux-tiny", seed=5)
+    chunked = [m for m in ours.modules() if hasattr(m, "chunk_tokens")]
+    assert len(chunked) == 2 * cfg.num_layers + cfg.num_single_layers
+    for m in chunked:
+        m.chunk_tokens = 7
+    d = inputs(cfg, 2, 6, 5)
+    expect = run_ref(ref, d, 6, 5)
+    assert rel_err(run_ours(ours, d, 6, 5), expect) < 1e-4
+    assert rel_err(run_ours(script_flux(ours), d, 6, 5, "B", 2, 2, 1), run_ours(
+        ours, d, 6, 5, "B", 2, 2, 1)) < 1e-6
+
+
+def test_rope_in_chunks_equals_one_pass():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 23, 3, 8, generator=g).to(torch.bfloat16)
+    cos, sin = torch.randn(23, 8, generator=g), torch.randn(23, 8, generator=g)
+    assert torch.equal(apply_rope(x, cos, sin, chunk=5), apply_rope(x, cos, sin))
+    assert torch.equal(torch.jit.script(apply_rope)(x, cos, sin, 4), apply_rope(x, cos, sin))
 
 
 def test_schnell_matches_diffusers_and_ignores_guidance():
