@@ -17,6 +17,10 @@ void check_attention_inputs(const at::Tensor& q, const at::Tensor& k, const at::
 at::Tensor grouped_permutation(const Layout& layout);
 at::Tensor inverse_permutation(const at::Tensor& perm);
 
+// Checks a regroup/ungroup input against its layout (pattern full); wraps `dim` in place.
+Layout permute_layout(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,
+                      int64_t& dim, int64_t text_tokens, bool text_first);
+
 // CPU reference; q/k/v already checked.
 at::Tensor attention_cpu_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const Layout& layout, double scale);

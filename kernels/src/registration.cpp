@@ -45,8 +45,10 @@ at::Tensor attention_meta(const at::Tensor& q, const at::Tensor& k, const at::Te
   return at::empty_like(q, at::MemoryFormat::Contiguous);
 }
 
-at::Tensor permute_tokens(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,
-                          int64_t dim, int64_t text_tokens, bool text_first, bool forward) {
+}  // namespace
+
+Layout detail::permute_layout(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,
+                              int64_t& dim, int64_t text_tokens, bool text_first) {
   const Layout l =
       make_layout(vec(grid), vec(group), "full", 1, text_tokens, text_first, {}, false);
   TORCH_CHECK(x.dim() >= 1, "grat: regroup needs a tensor with at least one dim");
@@ -54,6 +56,16 @@ at::Tensor permute_tokens(const at::Tensor& x, c10::IntArrayRef grid, c10::IntAr
   TORCH_CHECK(x.size(d) == l.total_tokens(), "grat: dim ", detail::num(dim), " of x has ",
               detail::num(x.size(d)),
               " tokens but text_tokens + prod(grid) = ", detail::num(l.total_tokens()));
+  dim = d;
+  return l;
+}
+
+namespace {
+
+at::Tensor permute_tokens(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,
+                          int64_t dim, int64_t text_tokens, bool text_first, bool forward) {
+  int64_t d = dim;
+  const Layout l = detail::permute_layout(x, grid, group, d, text_tokens, text_first);
   if (x.is_meta()) return at::empty_like(x);  // index_select has no Meta kernel
   at::Tensor perm = detail::grouped_permutation(l);
   if (!forward) perm = detail::inverse_permutation(perm);
@@ -84,6 +96,19 @@ at::Tensor mask_op(c10::IntArrayRef grid, c10::IntArrayRef group, c10::string_vi
   return detail::attention_mask_impl(l, valid);
 }
 
+using PermuteFn = at::Tensor(const at::Tensor&, c10::IntArrayRef, c10::IntArrayRef, int64_t,
+                             int64_t, bool);
+
+// Through the dispatcher, so CUDA tensors take the CUDA kernel.
+at::Tensor permute_call(const char* name, const at::Tensor& x, const std::vector<int64_t>& grid,
+                        const std::vector<int64_t>& group, int64_t dim, int64_t text_tokens,
+                        bool text_first) {
+  const auto op = c10::Dispatcher::singleton()
+                      .findSchemaOrThrow((std::string("grat::") + name).c_str(), "")
+                      .typed<PermuteFn>();
+  return op.call(x, grid, group, dim, text_tokens, text_first);
+}
+
 }  // namespace
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -100,13 +125,13 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 at::Tensor regroup(const at::Tensor& x, const std::vector<int64_t>& grid,
                    const std::vector<int64_t>& group, int64_t dim, int64_t text_tokens,
                    bool text_first) {
-  return regroup_op(x, grid, group, dim, text_tokens, text_first);
+  return permute_call("regroup", x, grid, group, dim, text_tokens, text_first);
 }
 
 at::Tensor ungroup(const at::Tensor& x, const std::vector<int64_t>& grid,
                    const std::vector<int64_t>& group, int64_t dim, int64_t text_tokens,
                    bool text_first) {
-  return ungroup_op(x, grid, group, dim, text_tokens, text_first);
+  return permute_call("ungroup", x, grid, group, dim, text_tokens, text_first);
 }
 
 at::Tensor attention_mask(const std::vector<int64_t>& grid, const std::vector<int64_t>& group,

@@ -115,12 +115,16 @@ def run_case(c, gen):
     back = torch.ops.grat.ungroup(outg, c["grid"], c["group"], 1, c["text"], c["text_first"])
     res["nan"] |= bool(torch.isnan(outg).any())
     res["err_grouped"] = rel(back, ref)
+    # The CUDA regroup kernel moves rows: bitwise equal to the CPU index_select, and inverse.
+    perm = (c["grid"], c["group"], 1, c["text"], c["text_first"])
+    res["regroup_exact"] = (torch.equal(qg.cpu(), torch.ops.grat.regroup(q.cpu(), *perm)) and
+                            torch.equal(torch.ops.grat.ungroup(qg, *perm), q))
     # Non-contiguous inputs (a [B, H, N, D] tensor transposed) take the strided path.
     qt = q.transpose(1, 2).contiguous().transpose(1, 2)
     res["err_strided"] = rel(grat(qt, k, v, c), ref)
     tol = TOL[c["dtype"]]
     errs = [res[k] for k in res if k.startswith("err")]
-    res["ok"] = (not res["nan"]) and all(e <= tol for e in errs)
+    res["ok"] = (not res["nan"]) and res["regroup_exact"] and all(e <= tol for e in errs)
     return res
 
 
@@ -155,6 +159,31 @@ def check_errors():
     return ok
 
 
+def check_regroup_shapes(gen):
+    """regroup/ungroup of CUDA tensors of other ranks, dims, dtypes (every vector width of the
+    row copy) and strides equal the CPU op bitwise."""
+    ok = True
+    grid, group = [5, 7], [2, 3]  # ragged edge groups
+    n = 35 + 4
+    shapes = [((n, 3), torch.uint8, 0), ((2, n, 5), torch.float16, 1), ((n,), torch.float32, 0),
+              ((3, n, 2, 4), torch.bfloat16, -3), ((2, n, 3, 8), torch.float64, 1)]
+    for shape, dtype, dim in shapes:
+        x = (torch.rand(shape, device="cuda", generator=gen) * 100).to(dtype)
+        for text_first in (True, False):
+            args = (grid, group, dim, 4, text_first)
+            g = torch.ops.grat.regroup(x, *args)
+            same = torch.equal(g.cpu(), torch.ops.grat.regroup(x.cpu(), *args)) and \
+                torch.equal(torch.ops.grat.ungroup(g, *args), x)
+            print(f"{'ok  ' if same else 'FAIL'} regroup {tuple(shape)} {dtype} dim={dim} "
+                  f"text_first={text_first}")
+            ok &= same
+    xt = torch.rand(4, n, device="cuda", generator=gen).t()  # non-contiguous, dim 0
+    same = torch.equal(torch.ops.grat.regroup(xt, grid, group, 0, 4).cpu(),
+                       torch.ops.grat.regroup(xt.cpu(), grid, group, 0, 4))
+    print(f"{'ok  ' if same else 'FAIL'} regroup of a transposed tensor")
+    return ok and same
+
+
 def main():
     faulthandler.enable()
     torch.ops.load_library(sys.argv[1])
@@ -167,7 +196,7 @@ def main():
         random.SystemRandom().randint(0, 2**31)
     gen = torch.Generator(device="cuda").manual_seed(seed)
     print(f"GPU: {torch.cuda.get_device_name()}  seed={seed}")
-    failures = 0
+    failures = 0 if check_regroup_shapes(gen) else 1
     sm90 = torch.cuda.get_device_capability()[0] == 9
     # Paths: "portable" (mma.sync kernel for every pattern), "default" (sm90 kernel on
     # Hopper, SDPA for pattern full), "own-full" (our default kernel for pattern full).

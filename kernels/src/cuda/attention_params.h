@@ -52,8 +52,13 @@ struct AttentionParams {
 };
 
 // Fills rowmap[0, total) (int32, device) from the layout's geometry on `stream`.
-void launch_rowmap(int32_t* rowmap, const Geometry& geom, int32_t text_tokens,
-                   int32_t image_begin, int32_t total, cudaStream_t stream);
+void launch_rowmap(int32_t* rowmap, const Geometry& geom, int32_t text_tokens, int32_t image_begin,
+                   int32_t total, cudaStream_t stream);
+
+// Regroup (gather: dst row p = src row rowmap[p]) or ungroup (scatter: dst row rowmap[p] =
+// src row p) of a contiguous [outer, n, row_bytes] tensor.
+void launch_permute_rows(void* dst, const void* src, const int32_t* rowmap, int64_t outer,
+                         int64_t n, int64_t row_bytes, bool gather, cudaStream_t stream);
 
 // Forward kernels; head_dim 64 or 128; both paths use 128-row query tiles (the tile
 // fields of p). Portable path (sm_80+):

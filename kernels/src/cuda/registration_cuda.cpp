@@ -44,8 +44,7 @@ bool force_portable() {
 // The kernel reads 16-byte chunks of each row: last dim contiguous, 8-element aligned.
 at::Tensor kernel_ready(const at::Tensor& x) {
   const bool ok = x.stride(3) == 1 && x.stride(0) % 8 == 0 && x.stride(1) % 8 == 0 &&
-                  x.stride(2) % 8 == 0 &&
-                  reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
+                  x.stride(2) % 8 == 0 && reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
   return ok ? x : x.contiguous();
 }
 
@@ -66,12 +65,12 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
               std::to_string(D));
   const int64_t B = q_in.size(0), N = q_in.size(1), H = q_in.size(2);
   TORCH_CHECK(N < std::numeric_limits<int32_t>::max(),
-              "grat: the CUDA attention supports fewer than 2^31 tokens; got ",
-              std::to_string(N));
+              "grat: the CUDA attention supports fewer than 2^31 tokens; got ", std::to_string(N));
   const auto props = at::cuda::getDeviceProperties(q_in.device().index());
-  TORCH_CHECK(props->major >= 8, "grat: the CUDA attention needs compute capability 8.0 or "
-              "newer; device has ", std::to_string(props->major), ".",
-              std::to_string(props->minor));
+  TORCH_CHECK(props->major >= 8,
+              "grat: the CUDA attention needs compute capability 8.0 or "
+              "newer; device has ",
+              std::to_string(props->major), ".", std::to_string(props->minor));
 
   c10::cuda::CUDAGuard guard(q_in.device());
   at::Tensor out = at::empty({B, N, H, D}, q_in.options());
@@ -141,8 +140,8 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
   }
   const int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * B * H;
   TORCH_CHECK(blocks < std::numeric_limits<int32_t>::max(),
-              "grat: too many query tiles x batch x heads for one launch (",
-              std::to_string(blocks), ")");
+              "grat: too many query tiles x batch x heads for one launch (", std::to_string(blocks),
+              ")");
 
   // Hopper (sm_90) takes the wgmma kernel unless GRAT_FORCE_PORTABLE=1 asks for the
   // portable one (tests and benchmarks compare both).
@@ -162,7 +161,48 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
   return out;
 }
 
+// regroup / ungroup of a CUDA tensor: the row map from the geometry on the device (no host
+// index tensor, no copy) and one bandwidth-bound row copy (index_select on dim 1 of a
+// [B, N, H, D] tensor ran at ~0.3 TB/s).
+at::Tensor permute_cuda(const at::Tensor& x_in, c10::IntArrayRef grid, c10::IntArrayRef group,
+                        int64_t dim, int64_t text_tokens, bool text_first, bool gather) {
+  int64_t d = dim;
+  const Layout l = detail::permute_layout(x_in, grid, group, d, text_tokens, text_first);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
+  const int64_t n = x.size(d);
+  TORCH_CHECK(n < std::numeric_limits<int32_t>::max(), "grat: regroup supports fewer than 2^31 ",
+              "tokens; got ", std::to_string(n));
+  if (x.numel() == 0) return out;
+  const int64_t outer = x.numel() / (n * x.stride(d));  // contiguous: [outer, n, stride(d)]
+  const int64_t row_bytes = x.stride(d) * static_cast<int64_t>(x.element_size());
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  at::Tensor map = at::empty({n}, x.options().dtype(at::kInt));
+  cuda::launch_rowmap(map.data_ptr<int32_t>(), l.geom, static_cast<int32_t>(l.text_tokens),
+                      static_cast<int32_t>(l.image_begin()), static_cast<int32_t>(n), stream);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  cuda::launch_permute_rows(out.data_ptr(), x.data_ptr(), map.data_ptr<int32_t>(), outer, n,
+                            row_bytes, gather, stream);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+at::Tensor regroup_cuda(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,
+                        int64_t dim, int64_t text_tokens, bool text_first) {
+  return permute_cuda(x, grid, group, dim, text_tokens, text_first, /*gather=*/true);
+}
+
+at::Tensor ungroup_cuda(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,
+                        int64_t dim, int64_t text_tokens, bool text_first) {
+  return permute_cuda(x, grid, group, dim, text_tokens, text_first, /*gather=*/false);
+}
+
 }  // namespace
 }  // namespace grat
 
-TORCH_LIBRARY_IMPL(grat, CUDA, m) { m.impl("attention", &grat::attention_cuda); }
+TORCH_LIBRARY_IMPL(grat, CUDA, m) {
+  m.impl("attention", &grat::attention_cuda);
+  m.impl("regroup", &grat::regroup_cuda);
+  m.impl("ungroup", &grat::ungroup_cuda);
+}
