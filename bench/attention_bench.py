@@ -11,7 +11,7 @@ Cases: flux1024 flux2048 flux4096 flux8192 (24 heads x 128, 512 text first, 16x1
 Ours ("ours", "raster": the Hopper kernel on sm_90; "portable": the mma.sync kernel) is
 timed on group-major inputs (grouped=True, how a model that stays grouped calls it)
 and on raster inputs (grouped=False: regrouping folded into the kernel's loads and stores);
-"regroup" is the separate index_select regroup of one tensor (the op's companion).
+"regroup" is the separate regroup of one tensor (grat::regroup, its CUDA row-copy kernel).
 TFLOP/s count only the (query, key) pairs the mask keeps (4 * D flops each).
 Writes JSON (GPU name, command, git commit, rows) under --out.
 """
@@ -156,7 +156,7 @@ def main():
                     full[pname + "_tflops"] = flops / t / 1e9
                 except Exception as ex:  # noqa: BLE001
                     print(f"{pname} failed: {str(ex)[:200]}")
-        # Separate regroup of one tensor (index_select, the op's companion).
+        # Separate regroup of one tensor (grat::regroup: the CUDA row-copy kernel).
         t_regroup = timeit(lambda: torch.ops.grat.regroup(q, c["grid"], c["group"], 1, c["text"],
                                                           c["text_first"]), reps)
         for pat in args.patterns.split(","):
