@@ -185,8 +185,8 @@ def check_regroup_shapes(gen):
 
 
 def check_persistent_schedule(gen):
-    """The sm90 kernel's persistent CTAs (default) and one CTA per query tile
-    (GRAT_PERSISTENT=0) compute every tile the same way: outputs must be bitwise equal, on
+    """The sm90 kernel's persistent CTAs (GRAT_PERSISTENT=1) and one CTA per query tile
+    (the default) compute every tile the same way: outputs must be bitwise equal, on
     layouts with many more work items than SMs (edge groups with empty tail tiles, text
     both sides, padded text per item, 2-D and 3-D, B and X, D 64 and 128)."""
     if torch.cuda.get_device_capability()[0] != 9:
@@ -232,8 +232,10 @@ def main():
         random.SystemRandom().randint(0, 2**31)
     gen = torch.Generator(device="cuda").manual_seed(seed)
     print(f"GPU: {torch.cuda.get_device_name()}  seed={seed}")
-    failures = 0 if check_regroup_shapes(gen) else 1
-    failures += 0 if check_persistent_schedule(gen) else 1
+    failures = 0
+    if not small:  # under compute-sanitizer only our kernels on one small case
+        failures += 0 if check_regroup_shapes(gen) else 1
+        failures += 0 if check_persistent_schedule(gen) else 1
     sm90 = torch.cuda.get_device_capability()[0] == 9
     # Paths: "portable" (mma.sync kernel for every pattern), "default" (sm90 kernel on
     # Hopper, SDPA for pattern full), "own-full" (our default kernel for pattern full).

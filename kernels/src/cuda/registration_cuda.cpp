@@ -36,10 +36,11 @@ bool full_via_sdpa() {
   return e == nullptr || std::string(e) != "own";
 }
 
-// GRAT_PERSISTENT=0: one CTA per query tile on sm90 instead of persistent CTAs.
+// GRAT_PERSISTENT=1: persistent sm90 CTAs (experiment switch: tested bitwise equal to the
+// default one-CTA-per-tile launch on an H100, speed not yet measured).
 bool persistent_schedule() {
   const char* e = std::getenv("GRAT_PERSISTENT");
-  return e == nullptr || std::string(e) != "0";
+  return e != nullptr && std::string(e) == "1";
 }
 
 bool force_portable() {
