@@ -25,8 +25,7 @@ struct Sm90Tile {
   static constexpr int BM = 128, BN = 128, kThreads = 384;
   static constexpr int CH = D / 8;
   static constexpr int kStages = D == 128 ? 3 : 4;
-  static constexpr int kSmemBytes =
-      (BM * D + 2 * kStages * BN * D) * 2 + 1024 + 16 * kStages + 32 + 2 * 128;
+  static constexpr int kSmemBytes = (BM * D + 2 * kStages * BN * D) * 2 + 1024 + 16 * kStages;
   // Element offset of (row r, 16-byte chunk c) in a [D/64][rows][64] 128B-swizzled tile.
   template <int ROWS>
   static __device__ __forceinline__ int off(int r, int c) {
@@ -45,43 +44,31 @@ __device__ __forceinline__ uint64_t smem_desc(const void* ptr, uint32_t lbo, uin
 template <typename T, int N>
 __device__ __forceinline__ void wg_ss(float* d, uint64_t da, uint64_t db, int scale_d) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    if constexpr (N == 128)
-      wgmma::ss_bf16_n128(d, da, db, scale_d);
-    else
-      wgmma::ss_bf16_n64(d, da, db, scale_d);
+    if constexpr (N == 128) wgmma::ss_bf16_n128(d, da, db, scale_d);
+    else wgmma::ss_bf16_n64(d, da, db, scale_d);
   } else {
-    if constexpr (N == 128)
-      wgmma::ss_f16_n128(d, da, db, scale_d);
-    else
-      wgmma::ss_f16_n64(d, da, db, scale_d);
+    if constexpr (N == 128) wgmma::ss_f16_n128(d, da, db, scale_d);
+    else wgmma::ss_f16_n64(d, da, db, scale_d);
   }
 }
 template <typename T, int N>
 __device__ __forceinline__ void wg_ss0(float* d, uint64_t da, uint64_t db) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    if constexpr (N == 128)
-      wgmma::ss0_bf16_n128(d, da, db);
-    else
-      wgmma::ss0_bf16_n64(d, da, db);
+    if constexpr (N == 128) wgmma::ss0_bf16_n128(d, da, db);
+    else wgmma::ss0_bf16_n64(d, da, db);
   } else {
-    if constexpr (N == 128)
-      wgmma::ss0_f16_n128(d, da, db);
-    else
-      wgmma::ss0_f16_n64(d, da, db);
+    if constexpr (N == 128) wgmma::ss0_f16_n128(d, da, db);
+    else wgmma::ss0_f16_n64(d, da, db);
   }
 }
 template <typename T, int N>
 __device__ __forceinline__ void wg_rs_tb(float* d, const uint32_t* a, uint64_t db) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    if constexpr (N == 128)
-      wgmma::rs_bf16_n128_tb(d, a, db);
-    else
-      wgmma::rs_bf16_n64_tb(d, a, db);
+    if constexpr (N == 128) wgmma::rs_bf16_n128_tb(d, a, db);
+    else wgmma::rs_bf16_n64_tb(d, a, db);
   } else {
-    if constexpr (N == 128)
-      wgmma::rs_f16_n128_tb(d, a, db);
-    else
-      wgmma::rs_f16_n64_tb(d, a, db);
+    if constexpr (N == 128) wgmma::rs_f16_n128_tb(d, a, db);
+    else wgmma::rs_f16_n64_tb(d, a, db);
   }
 }
 
@@ -111,23 +98,13 @@ __device__ __forceinline__ void named_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
-// One published work item (persistent schedule): the producer's whole per-item setup.
-struct ItemSlot {
-  int64_t L;
-  int32_t ok;  // 0: an empty tail tile of an edge group, 1: work, 2: the end marker
-  int32_t b, head, rs, re;
-  KeyRangeGen gen;
-};
-static_assert(sizeof(ItemSlot) <= 128, "two slots are reserved in Sm90Tile::kSmemBytes");
-
 // Warp-specialised: warps 0-7 are two consumer warpgroups (64 query rows each, wgmma,
 // registers raised to 232), warps 8-11 the producer warpgroup (registers lowered to 40;
 // cp.async of K/V tiles through the row map into a STAGES-deep ring; full/empty mbarriers
 // per stage). The consumer warpgroups never wait for each other,
 // so one's softmax overlaps the other's matrix products.
 template <typename T, int D>
-__global__ void __launch_bounds__(384, 1)
-    attention_fwd_sm90(const __grid_constant__ AttentionParams p) {
+__global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_constant__ AttentionParams p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using TL = Sm90Tile<D>;
   constexpr int BM = TL::BM, BN = TL::BN, CH = TL::CH, STAGES = TL::kStages;
@@ -137,104 +114,64 @@ __global__ void __launch_bounds__(384, 1)
   T* sV = sK + STAGES * BN * D;  // STAGES stages
   uint64_t* full = reinterpret_cast<uint64_t*>(sV + STAGES * BN * D);
   uint64_t* empty = full + STAGES;
-  // Work items: consumer thread 0 publishes item it + 1 (its index and the producer's whole
-  // setup, so the 40-register producer does no int64 geometry) at the start of item it, in a
-  // 2-slot ring read by all 384 threads.
-  uint64_t* item_full = empty + STAGES;
-  uint64_t* item_empty = item_full + 2;
-  ItemSlot* slot = reinterpret_cast<ItemSlot*>(item_empty + 2);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int64_t items = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * p.batch * p.heads;
+  int64_t tile;
+  int bh;
+  decode_block(p, tile, bh);
+  const int head = bh % p.heads, b = bh / p.heads;
+  const int32_t valid = p.valid_per_batch ? p.valid_per_batch[b] : p.valid_uniform;
 
-  // Thread 0 only: fills slot j with item L (L >= items: the end marker).
-  auto publish = [&](int j, int64_t L) {
-    ItemSlot& it = slot[j];
-    it.L = L;
-    it.ok = L < items ? 0 : 2;
-    if (L < items) {
-      int64_t tile, q0, q1, qgroup;
-      int bh;
-      bool text_query;
-      decode_tile(p, L, tile, bh);
-      if (query_tile<BM>(p, tile, q0, q1, qgroup, text_query)) {
-        it.ok = 1;
-        it.head = bh % p.heads;
-        it.b = bh / p.heads;
-        it.gen.init(p, text_query, qgroup,
-                    p.valid_per_batch ? p.valid_per_batch[it.b] : p.valid_uniform);
-        it.gen.next(p.geom, it.rs, it.re);  // every query reads at least its own group
-      }
-    }
-    mbar_arrive(&item_full[j]);
-  };
+  int64_t q0, q1, qgroup;
+  bool text_query;
+  if (!query_tile<BM>(p, tile, q0, q1, qgroup, text_query)) return;
 
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {
       mbar_init(&full[s], 128);
       mbar_init(&empty[s], 256);
     }
-    for (int j = 0; j < 2; ++j) {
-      mbar_init(&item_full[j], 1);
-      mbar_init(&item_empty[j], 384);
-    }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    publish(0, blockIdx.x);
   }
   __syncthreads();
+
+  KeyRangeGen gen;
+  gen.init(p, text_query, qgroup, valid);
+  int32_t rs, re;
+  gen.next(p.geom, rs, re);  // every query reads at least its own group / the image
 
   if (warp >= 8) {
     // Producer warpgroup.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    const T* gk = static_cast<const T*>(p.k) + b * p.k_sb + head * p.k_sh;
+    const T* gv = static_cast<const T*>(p.v) + b * p.v_sb + head * p.v_sh;
     // Warp pw fills rows [32 pw, 32 pw + 32) of each tile: one row-map load per lane, then
     // 32 / CH rows per instruction, each 16-byte chunk by one lane (coalesced rows).
     const int pw = warp - 8;
     constexpr int RPI = 32 / CH;  // rows per warp instruction
-    int n = 0;                    // K/V tiles loaded so far (ring position across work items)
-    for (int it = 0;; ++it) {
-      const int j = it & 1;
-      mbar_wait(&item_full[j], (it >> 1) & 1);
-      const ItemSlot& cur = slot[j];
-      const int32_t state = cur.ok;  // 0: empty tile, 1: work, 2: end
-      KeyRangeGen gen = cur.gen;
-      int32_t rs = cur.rs, re = cur.re;
-      const int b = cur.b, head = cur.head;
-      mbar_arrive(&item_empty[j]);
-      if (state == 2) break;
-      if (state == 0) continue;
-      const T* gk = static_cast<const T*>(p.k) + b * p.k_sb + head * p.k_sh;
-      const T* gv = static_cast<const T*>(p.v) + b * p.v_sb + head * p.v_sh;
-      int32_t k0 = rs;
-      for (;; ++n) {
-        const int s = n % STAGES;
-        const int32_t mypos = k0 + pw * 32 + lane;
-        const int32_t myrow = mypos < re ? mem_row(p.rowmap, mypos) : -1;
-        mbar_wait(&empty[s], ((n / STAGES) & 1) ^ 1);
-        T* dk = sK + s * BN * D;
-        T* dv = sV + s * BN * D;
-        // The lane id re-read per tile: hoisted out of the work-item loop, the 16 per-row
-        // swizzled offsets would not fit the producer's 40 registers (they spilled).
-        int ln;
-        asm volatile("mov.u32 %0, %%laneid;\n" : "=r"(ln));
-        const int c = ln % CH;
+    int32_t k0 = rs;
+    for (int n = 0;; ++n) {
+      const int s = n % STAGES;
+      const int32_t mypos = k0 + pw * 32 + lane;
+      const int32_t myrow = mypos < re ? mem_row(p.rowmap, mypos) : -1;
+      mbar_wait(&empty[s], ((n / STAGES) & 1) ^ 1);
+      T* dk = sK + s * BN * D;
+      T* dv = sV + s * BN * D;
+      const int c = lane % CH;
 #pragma unroll
-        for (int m = 0; m < 32; m += RPI) {
-          const int r = m + ln / CH;
-          const int32_t row = __shfl_sync(0xffffffffu, myrow, r);
-          const bool okr = row >= 0;
-          const int64_t rr = okr ? row : 0;
-          cp_async16(dk + TL::template off<BN>(pw * 32 + r, c), gk + rr * p.k_sn + c * 8, okr);
-          cp_async16(dv + TL::template off<BN>(pw * 32 + r, c), gv + rr * p.v_sn + c * 8, okr);
-        }
-        mbar_arrive_cp_async(&full[s]);
-        k0 += BN;
-        if (k0 >= re) {
-          if (!gen.next(p.geom, rs, re)) {
-            ++n;
-            break;
-          }
-          k0 = rs;
-        }
+      for (int m = 0; m < 32; m += RPI) {
+        const int r = m + lane / CH;
+        const int32_t row = __shfl_sync(0xffffffffu, myrow, r);
+        const bool ok = row >= 0;
+        const int64_t rr = ok ? row : 0;
+        cp_async16(dk + TL::template off<BN>(pw * 32 + r, c), gk + rr * p.k_sn + c * 8, ok);
+        cp_async16(dv + TL::template off<BN>(pw * 32 + r, c), gv + rr * p.v_sn + c * 8, ok);
+      }
+      mbar_arrive_cp_async(&full[s]);
+      k0 += BN;
+      if (k0 >= re) {
+        if (!gen.next(p.geom, rs, re)) break;
+        k0 = rs;
       }
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
@@ -244,239 +181,210 @@ __global__ void __launch_bounds__(384, 1)
   // Consumers: warpgroup wg owns query rows [wg * 64, wg * 64 + 64) of the tile.
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
   const int wg = warp >> 2, wrow = (warp & 3) * 16;
-  int g = 0;  // K/V tiles consumed so far (ring position across work items)
-  for (int it = 0;; ++it) {
-    const int j = it & 1;
-    mbar_wait(&item_full[j], (it >> 1) & 1);
-    const int64_t L = slot[j].L;
-    mbar_arrive(&item_empty[j]);
-    if (L >= items) break;
-    if (tid == 0) {  // item it + 1, once every thread has read slot j ^ 1 (item it - 1)
-      mbar_wait(&item_empty[j ^ 1], ((it + 1) >> 1 & 1) ^ 1);
-      publish(j ^ 1, p.tile_counter ? static_cast<int64_t>(atomicAdd(p.tile_counter, 1)) + gridDim.x
-                                    : items);
-    }
-    __syncwarp();  // reconverge warp 0 before the .aligned instructions below
-    int64_t tile, q0, q1, qgroup;
-    int bh;
-    bool text_query;
-    decode_tile(p, L, tile, bh);
-    if (!query_tile<BM>(p, tile, q0, q1, qgroup, text_query)) continue;
-    const int head = bh % p.heads, b = bh / p.heads;
-    KeyRangeGen gen;
-    gen.init(p, text_query, qgroup, p.valid_per_batch ? p.valid_per_batch[b] : p.valid_uniform);
-    int32_t rs, re;
-    gen.next(p.geom, rs, re);
-    {
-      const T* gq = static_cast<const T*>(p.q) + b * p.q_sb + head * p.q_sh;
-      const int t = tid & 127;
-#pragma unroll
-      for (int i = t; i < 64 * CH; i += 128) {
-        const int r = wg * 64 + i / CH, c = i % CH;
-        const int64_t pos = q0 + r;
-        const bool ok = pos < q1;
-        const T* src = ok ? gq + static_cast<int64_t>(mem_row(p.rowmap, pos)) * p.q_sn + c * 8 : gq;
-        cp_async16(sQ + TL::template off<BM>(r, c), src, ok);
-      }
-      cp_async_commit();
-      cp_async_wait<0>();
-      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-      named_sync(1 + wg, 128);
-    }
-
-    float o[D / 2];
-#pragma unroll
-    for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
-    float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f};
-    const float sl2 = p.scale_log2;
-    const int col0 = (lane & 3) * 2;
-
-    auto issue_s = [&](float* sc, int stage) {
-      const T* cK = sK + stage * BN * D;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        const uint64_t da =
-            smem_desc(sQ + (kk >> 2) * BM * 64 + wg * 64 * 64 + (kk & 3) * 16, 16, 1024);
-        const uint64_t db = smem_desc(cK + (kk >> 2) * BN * 64 + (kk & 3) * 16, 16, 1024);
-        if (kk == 0) {
-          wg_ss0<T, BN>(sc, da, db);
-        } else {
-          wg_ss<T, BN>(sc, da, db, 1);
-        }
-      }
-    };
-    auto issue_pv = [&](const uint32_t(*pa)[4], int stage) {
-      const T* cV = sV + stage * BN * D;
-#pragma unroll
-      for (int j = 0; j < BN / 16; ++j) {
-        // V rows j*16.., MN-major: 64-wide d blocks BN*64 elements apart, 8-key blocks 1 KiB apart.
-        wg_rs_tb<T, D>(o, pa[j], smem_desc(cV + j * 16 * 64, BN * 64 * 2, 1024));
-      }
-    };
-    // Online softmax of one S tile: masks keys >= lim, updates m/l, returns the O rescale
-    // factors and P (as the register-A fragments of the P V product).
-    auto softmax = [&](float* sc, int32_t lim, uint32_t(*pa)[4], float* corr) {
-      if (lim < BN) {  // ragged range end: mask the keys past it (uniform branch)
-#pragma unroll
-        for (int nb = 0; nb < BN / 8; ++nb) {
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            if (nb * 8 + col0 + (j & 1) >= lim) sc[nb * 4 + j] = -INFINITY;
-          }
-        }
-      }
-      // Reductions in 4 independent chains per row (short dependency chains: few warps per
-      // scheduler hide little latency).
-      float mx4[2][4], rs4[2][4];
-#pragma unroll
-      for (int a = 0; a < 4; ++a) {
-        mx4[0][a] = mx4[1][a] = -INFINITY;
-        rs4[0][a] = rs4[1][a] = 0.f;
-      }
-#pragma unroll
-      for (int nb = 0; nb < BN / 8; ++nb) {
-        mx4[0][nb & 3] = fmaxf(mx4[0][nb & 3], fmaxf(sc[nb * 4 + 0], sc[nb * 4 + 1]));
-        mx4[1][nb & 3] = fmaxf(mx4[1][nb & 3], fmaxf(sc[nb * 4 + 2], sc[nb * 4 + 3]));
-      }
-      float mx[2], rsum[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r)
-        mx[r] = fmaxf(fmaxf(mx4[r][0], mx4[r][1]), fmaxf(mx4[r][2], mx4[r][3]));
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        mx[r] = fmaxf(m_r[r], mx[r] * sl2);  // scale > 0: max commutes with it
-        corr[r] = ex2(m_r[r] - mx[r]);
-        m_r[r] = mx[r];
-      }
-#pragma unroll
-      for (int nb = 0; nb < BN / 8; ++nb) {
-        const float p0 = ex2(fmaf(sc[nb * 4 + 0], sl2, -mx[0]));
-        const float p1 = ex2(fmaf(sc[nb * 4 + 1], sl2, -mx[0]));
-        const float p2 = ex2(fmaf(sc[nb * 4 + 2], sl2, -mx[1]));
-        const float p3 = ex2(fmaf(sc[nb * 4 + 3], sl2, -mx[1]));
-        rs4[0][nb & 3] += p0 + p1;
-        rs4[1][nb & 3] += p2 + p3;
-        pa[nb >> 1][(nb & 1) * 2 + 0] = MmaType<T>::pack(p0, p1);
-        pa[nb >> 1][(nb & 1) * 2 + 1] = MmaType<T>::pack(p2, p3);
-      }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        rsum[r] = (rs4[r][0] + rs4[r][1]) + (rs4[r][2] + rs4[r][3]);
-        l_r[r] = l_r[r] * corr[r] + rsum[r];
-      }
-    };
-
-    // Software pipeline (FlashAttention-3's intra-warpgroup overlap): while the tensor cores
-    // run S_n = Q K_n^T and O += P_{n-1} V_{n-1}, this warpgroup computes softmax(S_n).
-    int32_t k0 = rs;
-    float sc[BN / 2];
-    uint32_t pprev[BN / 16][4];
-    float corr[2];
-    mbar_wait(&full[g % STAGES], (g / STAGES) & 1);
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    wgmma::fence();
-    issue_s(sc, g % STAGES);
-    wgmma::commit();
-    wgmma::wait<0>();
-    softmax(sc, re - k0, pprev, corr);
-    int prev_stage = g % STAGES;
-    auto advance = [&]() {
-      k0 += BN;
-      if (k0 >= re) {
-        if (!gen.next(p.geom, rs, re)) return false;
-        k0 = rs;
-      }
-      return true;
-    };
-    // One pipeline step on tile n: P_{n-1} comes in `pin`, P_n leaves in `pout` (two register
-    // sets used alternately, so no copy sits between the wgmma issues).
-    auto step = [&](int n, const uint32_t(*pin)[4], uint32_t(*pout)[4]) {
-      const int s = (g + n) % STAGES;
-      mbar_wait(&full[s], ((g + n) / STAGES) & 1);
-      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-      if (p.pingpong) named_sync(3 + wg, 256);  // my turn to issue
-      wgmma::fence();
-      issue_s(sc, s);
-      wgmma::commit();
-      issue_pv(pin, prev_stage);
-      wgmma::commit();
-      if (p.pingpong) named_arrive(3 + (wg ^ 1), 256);  // the other warpgroup's turn
-      wgmma::wait<1>();                                 // S_n ready; P_{n-1} V_{n-1} may still run
-      softmax(sc, re - k0, pout, corr);
-      wgmma::wait<0>();
-      mbar_arrive(&empty[prev_stage]);
-      // Rescale O only where some row's max moved (after the first tiles it rarely does).
-      if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
-#pragma unroll
-        for (int db = 0; db < D / 8; ++db) {
-          o[db * 4 + 0] *= corr[0];
-          o[db * 4 + 1] *= corr[0];
-          o[db * 4 + 2] *= corr[1];
-          o[db * 4 + 3] *= corr[1];
-        }
-      }
-      prev_stage = s;
-    };
-    // The last P V product (each call site names its register set statically).
-    auto finish = [&](const uint32_t(*plast)[4]) {
-      wgmma::fence();
-      issue_pv(plast, prev_stage);
-      wgmma::commit();
-      wgmma::wait<0>();
-      mbar_arrive(&empty[prev_stage]);
-    };
-    uint32_t pnext[BN / 16][4];
-    // Ping-pong: warpgroup 0 goes first; every step's arrive is matched by one sync of the
-    // other warpgroup, and warpgroup 0 consumes warpgroup 1's last arrive after the loop.
-    if (p.pingpong && wg == 1) named_arrive(3, 256);
-    for (int n = 1;; n += 2) {
-      if (!advance()) {
-        finish(pprev);
-        g += n;
-        break;
-      }
-      step(n, pprev, pnext);
-      if (!advance()) {
-        finish(pnext);
-        g += n + 1;
-        break;
-      }
-      step(n + 1, pnext, pprev);
-    }
-    if (p.pingpong && wg == 0) named_sync(3, 256);
-
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
-      l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
-      l_r[r] = 1.f / l_r[r];
-    }
-    // Stage this warpgroup's rows in its part of sQ (only it read them), then store.
-    const int row0 = wg * 64 + wrow + (lane >> 2);
-#pragma unroll
-    for (int db = 0; db < D / 8; ++db) {
-      const int c = db * 8 + (lane & 3) * 2;
-      *reinterpret_cast<uint32_t*>(sQ + TL::template off<BM>(row0, c >> 3) + (c & 7)) =
-          MmaType<T>::pack(o[db * 4 + 0] * l_r[0], o[db * 4 + 1] * l_r[0]);
-      *reinterpret_cast<uint32_t*>(sQ + TL::template off<BM>(row0 + 8, c >> 3) + (c & 7)) =
-          MmaType<T>::pack(o[db * 4 + 2] * l_r[1], o[db * 4 + 3] * l_r[1]);
-    }
-    named_sync(1 + wg, 128);
-    T* go = static_cast<T*>(p.o) + b * p.o_sb + head * p.o_sh;
+  {
+    const T* gq = static_cast<const T*>(p.q) + b * p.q_sb + head * p.q_sh;
     const int t = tid & 127;
 #pragma unroll
     for (int i = t; i < 64 * CH; i += 128) {
       const int r = wg * 64 + i / CH, c = i % CH;
       const int64_t pos = q0 + r;
-      if (pos < q1) {
-        *reinterpret_cast<uint4*>(go + static_cast<int64_t>(mem_row(p.rowmap, pos)) * p.o_sn +
-                                  c * 8) =
-            *reinterpret_cast<const uint4*>(sQ + TL::template off<BM>(r, c));
+      const bool ok = pos < q1;
+      const T* src = ok ? gq + static_cast<int64_t>(mem_row(p.rowmap, pos)) * p.q_sn + c * 8 : gq;
+      cp_async16(sQ + TL::template off<BM>(r, c), src, ok);
+    }
+    cp_async_commit();
+    cp_async_wait<0>();
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    named_sync(1 + wg, 128);
+  }
+
+  float o[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+  float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f};
+  const float sl2 = p.scale_log2;
+  const int col0 = (lane & 3) * 2;
+
+  auto issue_s = [&](float* sc, int stage) {
+    const T* cK = sK + stage * BN * D;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint64_t da = smem_desc(sQ + (kk >> 2) * BM * 64 + wg * 64 * 64 + (kk & 3) * 16, 16, 1024);
+      const uint64_t db = smem_desc(cK + (kk >> 2) * BN * 64 + (kk & 3) * 16, 16, 1024);
+      if (kk == 0) {
+        wg_ss0<T, BN>(sc, da, db);
+      } else {
+        wg_ss<T, BN>(sc, da, db, 1);
       }
     }
-    named_sync(1 + wg, 128);  // staging read: the next item's Q may land in these rows
+  };
+  auto issue_pv = [&](const uint32_t (*pa)[4], int stage) {
+    const T* cV = sV + stage * BN * D;
+#pragma unroll
+    for (int j = 0; j < BN / 16; ++j) {
+      // V rows j*16.., MN-major: 64-wide d blocks BN*64 elements apart, 8-key blocks 1 KiB apart.
+      wg_rs_tb<T, D>(o, pa[j], smem_desc(cV + j * 16 * 64, BN * 64 * 2, 1024));
+    }
+  };
+  // Online softmax of one S tile: masks keys >= lim, updates m/l, returns the O rescale
+  // factors and P (as the register-A fragments of the P V product).
+  auto softmax = [&](float* sc, int32_t lim, uint32_t (*pa)[4], float* corr) {
+    if (lim < BN) {  // ragged range end: mask the keys past it (uniform branch)
+#pragma unroll
+      for (int nb = 0; nb < BN / 8; ++nb) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          if (nb * 8 + col0 + (j & 1) >= lim) sc[nb * 4 + j] = -INFINITY;
+        }
+      }
+    }
+    // Reductions in 4 independent chains per row (short dependency chains: few warps per
+    // scheduler hide little latency).
+    float mx4[2][4], rs4[2][4];
+#pragma unroll
+    for (int a = 0; a < 4; ++a) {
+      mx4[0][a] = mx4[1][a] = -INFINITY;
+      rs4[0][a] = rs4[1][a] = 0.f;
+    }
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb) {
+      mx4[0][nb & 3] = fmaxf(mx4[0][nb & 3], fmaxf(sc[nb * 4 + 0], sc[nb * 4 + 1]));
+      mx4[1][nb & 3] = fmaxf(mx4[1][nb & 3], fmaxf(sc[nb * 4 + 2], sc[nb * 4 + 3]));
+    }
+    float mx[2], rsum[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) mx[r] = fmaxf(fmaxf(mx4[r][0], mx4[r][1]), fmaxf(mx4[r][2], mx4[r][3]));
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      mx[r] = fmaxf(m_r[r], mx[r] * sl2);  // scale > 0: max commutes with it
+      corr[r] = ex2(m_r[r] - mx[r]);
+      m_r[r] = mx[r];
+    }
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb) {
+      const float p0 = ex2(fmaf(sc[nb * 4 + 0], sl2, -mx[0]));
+      const float p1 = ex2(fmaf(sc[nb * 4 + 1], sl2, -mx[0]));
+      const float p2 = ex2(fmaf(sc[nb * 4 + 2], sl2, -mx[1]));
+      const float p3 = ex2(fmaf(sc[nb * 4 + 3], sl2, -mx[1]));
+      rs4[0][nb & 3] += p0 + p1;
+      rs4[1][nb & 3] += p2 + p3;
+      pa[nb >> 1][(nb & 1) * 2 + 0] = MmaType<T>::pack(p0, p1);
+      pa[nb >> 1][(nb & 1) * 2 + 1] = MmaType<T>::pack(p2, p3);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      rsum[r] = (rs4[r][0] + rs4[r][1]) + (rs4[r][2] + rs4[r][3]);
+      l_r[r] = l_r[r] * corr[r] + rsum[r];
+    }
+  };
+
+  // Software pipeline (FlashAttention-3's intra-warpgroup overlap): while the tensor cores
+  // run S_n = Q K_n^T and O += P_{n-1} V_{n-1}, this warpgroup computes softmax(S_n).
+  int32_t k0 = rs;
+  float sc[BN / 2];
+  uint32_t pprev[BN / 16][4];
+  float corr[2];
+  mbar_wait(&full[0], 0);
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  wgmma::fence();
+  issue_s(sc, 0);
+  wgmma::commit();
+  wgmma::wait<0>();
+  softmax(sc, re - k0, pprev, corr);
+  int prev_stage = 0;
+  auto advance = [&]() {
+    k0 += BN;
+    if (k0 >= re) {
+      if (!gen.next(p.geom, rs, re)) return false;
+      k0 = rs;
+    }
+    return true;
+  };
+  // One pipeline step on tile n: P_{n-1} comes in `pin`, P_n leaves in `pout` (two register
+  // sets used alternately, so no copy sits between the wgmma issues).
+  auto step = [&](int n, const uint32_t (*pin)[4], uint32_t (*pout)[4]) {
+    const int s = n % STAGES;
+    mbar_wait(&full[s], (n / STAGES) & 1);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    if (p.pingpong) named_sync(3 + wg, 256);  // my turn to issue
+    wgmma::fence();
+    issue_s(sc, s);
+    wgmma::commit();
+    issue_pv(pin, prev_stage);
+    wgmma::commit();
+    if (p.pingpong) named_arrive(3 + (wg ^ 1), 256);  // the other warpgroup's turn
+    wgmma::wait<1>();  // S_n ready; P_{n-1} V_{n-1} may still run
+    softmax(sc, re - k0, pout, corr);
+    wgmma::wait<0>();
+    mbar_arrive(&empty[prev_stage]);
+    // Rescale O only where some row's max moved (after the first tiles it rarely does).
+    if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
+#pragma unroll
+      for (int db = 0; db < D / 8; ++db) {
+        o[db * 4 + 0] *= corr[0];
+        o[db * 4 + 1] *= corr[0];
+        o[db * 4 + 2] *= corr[1];
+        o[db * 4 + 3] *= corr[1];
+      }
+    }
+    prev_stage = s;
+  };
+  // The last P V product (each call site names its register set statically).
+  auto finish = [&](const uint32_t (*plast)[4]) {
+    wgmma::fence();
+    issue_pv(plast, prev_stage);
+    wgmma::commit();
+    wgmma::wait<0>();
+    mbar_arrive(&empty[prev_stage]);
+  };
+  uint32_t pnext[BN / 16][4];
+  // Ping-pong: warpgroup 0 goes first; every step's arrive is matched by one sync of the
+  // other warpgroup, and warpgroup 0 consumes warpgroup 1's last arrive after the loop.
+  if (p.pingpong && wg == 1) named_arrive(3, 256);
+  for (int n = 1;; n += 2) {
+    if (!advance()) {
+      finish(pprev);
+      break;
+    }
+    step(n, pprev, pnext);
+    if (!advance()) {
+      finish(pnext);
+      break;
+    }
+    step(n + 1, pnext, pprev);
+  }
+  if (p.pingpong && wg == 0) named_sync(3, 256);
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
+    l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
+    l_r[r] = 1.f / l_r[r];
+  }
+  // Stage this warpgroup's rows in its part of sQ (only it read them), then store.
+  const int row0 = wg * 64 + wrow + (lane >> 2);
+#pragma unroll
+  for (int db = 0; db < D / 8; ++db) {
+    const int c = db * 8 + (lane & 3) * 2;
+    *reinterpret_cast<uint32_t*>(sQ + TL::template off<BM>(row0, c >> 3) + (c & 7)) =
+        MmaType<T>::pack(o[db * 4 + 0] * l_r[0], o[db * 4 + 1] * l_r[0]);
+    *reinterpret_cast<uint32_t*>(sQ + TL::template off<BM>(row0 + 8, c >> 3) + (c & 7)) =
+        MmaType<T>::pack(o[db * 4 + 2] * l_r[1], o[db * 4 + 3] * l_r[1]);
+  }
+  named_sync(1 + wg, 128);
+  T* go = static_cast<T*>(p.o) + b * p.o_sb + head * p.o_sh;
+  const int t = tid & 127;
+#pragma unroll
+  for (int i = t; i < 64 * CH; i += 128) {
+    const int r = wg * 64 + i / CH, c = i % CH;
+    const int64_t pos = q0 + r;
+    if (pos < q1) {
+      *reinterpret_cast<uint4*>(go + static_cast<int64_t>(mem_row(p.rowmap, pos)) * p.o_sn +
+                                c * 8) =
+          *reinterpret_cast<const uint4*>(sQ + TL::template off<BM>(r, c));
+    }
   }
 #endif
 }
@@ -492,13 +400,7 @@ bool launch_attention_sm90(const AttentionParams& p, cudaStream_t stream) {
     return false;
   }
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
-  int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * p.batch * p.heads;
-  if (p.tile_counter != nullptr) {  // persistent: one CTA per SM (224 KiB of smem each)
-    int device = 0, sms = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    blocks = blocks < sms ? blocks : sms;
-  }
+  const int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * p.batch * p.heads;
   if (blocks > 0) {
     kernel<<<static_cast<unsigned>(blocks), TL::kThreads, TL::kSmemBytes, stream>>>(p);
   }

@@ -49,10 +49,6 @@ struct AttentionParams {
   // sm90: the two consumer warpgroups take turns issuing their matrix products (named
   // barriers, FlashAttention-3's "ping-pong"), so one's softmax runs under the other's GEMMs.
   int32_t pingpong;
-  // sm90: persistent CTAs (one per SM) take work items L in order from `tile_counter`
-  // (zeroed by the launcher; items from gridDim.x on), so one item's epilogue and the next
-  // one's first K/V loads overlap; null: one CTA per work item.
-  int32_t* tile_counter;
 };
 
 // Fills rowmap[0, total) (int32, device) from the layout's geometry on `stream`.

@@ -40,8 +40,8 @@ struct KeyRangeGen {
            lt * lh * w * static_cast<int32_t>(g.group[2]);
   }
 
-  __device__ __forceinline__ void init(const AttentionParams& p, bool text_query, int64_t qgroup,
-                                       int32_t valid_text) {
+  __device__ __forceinline__ void init(const AttentionParams& p, bool text_query,
+                                       int64_t qgroup, int32_t valid_text) {
     const Geometry& g = p.geom;
     whole_image = text_query || g.pattern == Pattern::kFull;
     text_begin = p.text_begin;
@@ -58,8 +58,7 @@ struct KeyRangeGen {
       a[2] = static_cast<int32_t>(c[2]);
       if (g.pattern == Pattern::kB) {
         const int32_t r = g.radius;
-        const int32_t n0 = static_cast<int32_t>(g.ngroups[0]),
-                      n1 = static_cast<int32_t>(g.ngroups[1]);
+        const int32_t n0 = static_cast<int32_t>(g.ngroups[0]), n1 = static_cast<int32_t>(g.ngroups[1]);
         t_lo = a[0] - r > 0 ? a[0] - r : 0;
         t_hi = a[0] + r < n0 - 1 ? a[0] + r : n0 - 1;
         h_lo = a[1] - r > 0 ? a[1] - r : 0;
@@ -150,10 +149,9 @@ struct KeyRangeGen {
 };
 
 // Query tile index and (batch * heads + head) of this CTA (see AttentionParams::head_major).
-__device__ __forceinline__ void decode_tile(const AttentionParams& p, int64_t L, int64_t& tile,
-                                            int& bh) {
+__device__ __forceinline__ void decode_block(const AttentionParams& p, int64_t& tile, int& bh) {
   const int64_t bh_count = static_cast<int64_t>(p.batch) * p.heads;
-  const int64_t text_blocks = static_cast<int64_t>(p.text_tiles) * bh_count;
+  const int64_t L = blockIdx.x, text_blocks = static_cast<int64_t>(p.text_tiles) * bh_count;
   if (L < text_blocks || !p.head_major) {
     tile = L / bh_count;
     bh = static_cast<int>(L % bh_count);
@@ -162,10 +160,6 @@ __device__ __forceinline__ void decode_tile(const AttentionParams& p, int64_t L,
     bh = static_cast<int>(li / p.image_tiles);
     tile = p.text_tiles + li % p.image_tiles;
   }
-}
-
-__device__ __forceinline__ void decode_block(const AttentionParams& p, int64_t& tile, int& bh) {
-  decode_tile(p, blockIdx.x, tile, bh);
 }
 
 // Query rows [q0, q1) (sequence positions) of query tile `tile` (BM rows), and its query

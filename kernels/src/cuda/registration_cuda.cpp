@@ -36,13 +36,6 @@ bool full_via_sdpa() {
   return e == nullptr || std::string(e) != "own";
 }
 
-// GRAT_PERSISTENT=1: persistent sm90 CTAs (experiment switch: tested bitwise equal to the
-// default one-CTA-per-tile launch on an H100, speed not yet measured).
-bool persistent_schedule() {
-  const char* e = std::getenv("GRAT_PERSISTENT");
-  return e != nullptr && std::string(e) == "1";
-}
-
 bool force_portable() {
   const char* e = std::getenv("GRAT_FORCE_PORTABLE");
   return e != nullptr && e[0] == '1';
@@ -153,12 +146,7 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
   // Hopper (sm_90) takes the wgmma kernel unless GRAT_FORCE_PORTABLE=1 asks for the
   // portable one (tests and benchmarks compare both).
   bool done = false;
-  at::Tensor counter;  // the persistent sm90 kernel's work-item counter
   if (props->major == 9 && !force_portable()) {
-    if (persistent_schedule()) {
-      counter = at::zeros({1}, q.options().dtype(at::kInt));
-      p.tile_counter = counter.data_ptr<int32_t>();
-    }
     done = dt == at::kBFloat16 ? cuda::launch_attention_sm90_bf16(p, static_cast<int>(D), stream)
                                : cuda::launch_attention_sm90_fp16(p, static_cast<int>(D), stream);
   }
