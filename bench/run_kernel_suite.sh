@@ -10,16 +10,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?out dir}; commit=${2:?commit}
 cases=${3:-flux4096,video32,flux2048}; patterns=${4:-B,X}
 source "$root/scripts/gpu_host_env.sh"
+source "$root/bench/gpu_prepare.sh"
 build=/tmp/grat-suite
-# shellcheck disable=SC2086
-cmake -S "$root" -B "$build" $GRAT_GPU_CMAKE_ARGS >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
-ninja -C "$build" grat_kernels >"$out/build.log" 2>&1 || { grep -E "error|FAILED" "$out/build.log" | head; exit 1; }
-lib="$build/kernels/libgrat_kernels.so"
 bundle=/tmp/flux-dev-bundle
-( cd "$root" && GRAT_OPS_LIB="$lib" python3 -m models.export --preset flux-dev --device cuda \
-    --dtype bf16 --no-check --out "$bundle" ) >"$out/export.log" 2>&1 &
-export_pid=$!
-ninja -C "$build" engine_bench >>"$out/build.log" 2>&1 &
+grat_prepare "$out" "$build" "$GRAT_GPU_CMAKE_ARGS" --preset flux-dev --device cuda --dtype bf16 \
+  --no-check --out "$bundle" || exit 1
+ninja -C "$build" engine_bench >"$out/build.log" 2>&1 &
 build_pid=$!
 echo "== GPU tests (kernels of this build)"
 SKIP_BUILD=1 bash "$root/tests/gpu/run_gpu_tests.sh" "$build" >"$out/gpu_tests.log" 2>&1

@@ -57,15 +57,10 @@ else
 fi
 echo "== $GRAT_GPU_NAME x$gpus, commit $commit, steps: $steps"
 
-# shellcheck disable=SC2086
-cmake -S "$root" -B "$build" $GRAT_GPU_CMAKE_ARGS_SERVER "${extra_cmake[@]}" >"$out/cmake.log" 2>&1 ||
-  { tail -30 "$out/cmake.log"; exit 1; }
-ninja -C "$build" grat_kernels >"$out/build_kernels.log" 2>&1 ||
-  { grep -E "error|FAILED" "$out/build_kernels.log" | head; exit 1; }
+source "$root/bench/gpu_prepare.sh"
+grat_prepare "$out" "$build" "$GRAT_GPU_CMAKE_ARGS_SERVER ${extra_cmake[*]}" "${export_args[@]}" ||
+  exit 1
 echo "== configured + kernels built at ${SECONDS}s; export in the background"
-( cd "$root" && GRAT_OPS_LIB="$build/kernels/libgrat_kernels.so" python3 -m models.export \
-    "${export_args[@]}" ) >"$out/export.log" 2>&1 &
-export_pid=$!
 ninja -C "$build" -j"$(nproc)" server_overhead server_load >"$out/build_server.log" 2>&1 ||
   { grep -E "error|FAILED" "$out/build_server.log" | head; }
 echo "== server built at ${SECONDS}s"

@@ -31,6 +31,7 @@
 #include "grat/server/log.h"
 #include "grat/server/server.h"
 #include "grat/v1/generation.grpc.pb.h"
+#include "server_bench_util.h"
 
 namespace {
 
@@ -168,18 +169,8 @@ int run(int argc, char** argv) {
   const char* gpu_env = std::getenv("GRAT_GPU_NAME");
   const std::string gpu = gpu_env && *gpu_env ? gpu_env : "cpu";
 
-  grat::server::ServerConfig c;
-  c.listen = "127.0.0.1:0";
-  c.metrics_listen = "";
-  c.log_level = "warn";
-  grat::server::ModelEntry m;
-  m.name = "bench";
-  m.bundle = o.v["bundle"];
-  m.devices = devices;
-  m.max_batch = max_batch;
-  m.max_batch_delay_ms = o.i("batch-delay-ms");
-  m.max_queue = max_queue;
-  c.models.push_back(m);
+  const grat::server::ServerConfig c = grat::bench::bench_server_config(
+      o.v["bundle"], devices, max_batch, o.i("batch-delay-ms"), max_queue);
   grat::server::init_json_logging("warn");
   const auto t_load = Clock::now();
   grat::server::Server server(c);

@@ -26,6 +26,7 @@
 #include "grat/server/log.h"
 #include "grat/server/server.h"
 #include "grat/v1/generation.grpc.pb.h"
+#include "server_bench_util.h"
 
 namespace {
 
@@ -94,17 +95,8 @@ int main(int argc, char** argv) {
   // (b) Through the server, in this process, over loopback.
   std::vector<double> served;
   {
-    grat::server::ServerConfig c;
-    c.listen = "127.0.0.1:0";
-    c.metrics_listen = "";
-    c.log_level = "warn";
-    grat::server::ModelEntry m;
-    m.name = "bench";
-    m.bundle = bundle;
-    m.devices = {device};
-    m.max_batch = 1;
-    m.max_batch_delay_ms = 0;
-    c.models.push_back(m);
+    const grat::server::ServerConfig c =
+        grat::bench::bench_server_config(bundle, {device}, /*max_batch=*/1, /*delay_ms=*/0, 64);
     grat::server::init_json_logging("warn");
     grat::server::Server server(c);
     server.start();

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sourced by the GPU-host benchmark scripts (after scripts/gpu_host_env.sh): one way to
+# configure, build the kernels library and start the bundle export (it needs the library)
+# in the background while the caller builds the rest.
+#   grat_prepare OUT BUILD "CMAKE ARGS" EXPORT_ARGS...
+# Sets $lib (the kernels library) and $export_pid; logs cmake.log / build_kernels.log /
+# export.log in OUT; returns 1 (printing the error) if configuring or building fails.
+grat_prepare() {
+  local out=$1 build=$2 cmake_args=$3
+  shift 3
+  local src
+  src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  # shellcheck disable=SC2086
+  cmake -S "$src" -B "$build" $cmake_args >"$out/cmake.log" 2>&1 ||
+    { tail -30 "$out/cmake.log"; return 1; }
+  ninja -C "$build" grat_kernels >"$out/build_kernels.log" 2>&1 ||
+    { grep -E "error|FAILED" "$out/build_kernels.log" | head; return 1; }
+  lib="$build/kernels/libgrat_kernels.so"
+  (cd "$src" && GRAT_OPS_LIB="$lib" python3 -m models.export "$@") >"$out/export.log" 2>&1 &
+  export_pid=$!
+}
