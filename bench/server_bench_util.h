@@ -1,5 +1,5 @@
 // Shared by the server benchmarks: an in-process server config with one model, "bench",
-// on loopback (port chosen by the OS), no /metrics, warnings only.
+// on loopback (port chosen by the OS), no /metrics, warnings only; its requests.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "grat/server/config.h"
+#include "grat/v1/generation.pb.h"
 
 namespace grat::bench {
 
@@ -27,6 +28,21 @@ inline grat::server::ServerConfig bench_server_config(const std::string& bundle,
   m.max_queue = max_queue;
   c.models.push_back(m);
   return c;
+}
+
+inline constexpr const char* kBenchPrompt =
+    "a detailed photograph of a mountain village at dawn, mist in the valley";
+
+// A Generate request for the "bench" model (the seed is left to the caller).
+inline grat::v1::GenerateRequest bench_request(int size, int steps, grat::v1::AttentionMode mode) {
+  grat::v1::GenerateRequest req;
+  req.set_model("bench");
+  req.set_prompt(kBenchPrompt);
+  req.set_width(size);
+  req.set_height(size);
+  req.set_steps(steps);
+  req.mutable_attention()->set_mode(mode);
+  return req;
 }
 
 }  // namespace grat::bench

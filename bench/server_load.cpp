@@ -37,8 +37,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-const char* kPrompt = "a detailed photograph of a mountain village at dawn, mist in the valley";
-
 struct Record {
   bool ok = false;
   std::string error;
@@ -186,13 +184,7 @@ int run(int argc, char** argv) {
     stubs.push_back(grat::v1::Generation::NewStub(grpc::CreateCustomChannel(
         "127.0.0.1:" + std::to_string(server.port()), grpc::InsecureChannelCredentials(), args)));
   }
-  grat::v1::GenerateRequest req;
-  req.set_model("bench");
-  req.set_prompt(kPrompt);
-  req.set_width(size);
-  req.set_height(size);
-  req.set_steps(steps);
-  req.mutable_attention()->set_mode(mode);
+  grat::v1::GenerateRequest req = grat::bench::bench_request(size, steps, mode);
 
   double warm_s = 0, wall_s = 0;
   const std::vector<Record> warm = round(stubs, req, warmup, 1u << 20, &warm_s);

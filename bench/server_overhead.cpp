@@ -43,8 +43,6 @@ double median(std::vector<double> v) {
              : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
 }
 
-const char* kPrompt = "a detailed photograph of a mountain village at dawn, mist in the valley";
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -68,7 +66,7 @@ int main(int argc, char** argv) {
     o.device = device;
     auto engine = grat::engine::Engine::load(o);
     grat::engine::Request r;
-    r.prompt = kPrompt;
+    r.prompt = grat::bench::kBenchPrompt;
     r.width = r.height = size;
     r.steps = steps;
     r.seed = 1234;
@@ -102,14 +100,9 @@ int main(int argc, char** argv) {
     server.start();
     auto stub = grat::v1::Generation::NewStub(grpc::CreateChannel(
         "127.0.0.1:" + std::to_string(server.port()), grpc::InsecureChannelCredentials()));
-    grat::v1::GenerateRequest req;
-    req.set_model("bench");
-    req.set_prompt(kPrompt);
-    req.set_width(size);
-    req.set_height(size);
-    req.set_steps(steps);
+    grat::v1::GenerateRequest req =
+        grat::bench::bench_request(size, steps, grat::v1::ATTENTION_MODE_AUTO);
     req.set_seed(1234);
-    req.mutable_attention()->set_mode(grat::v1::ATTENTION_MODE_AUTO);
     for (int i = -1; i < repeats; ++i) {
       const auto t0 = Clock::now();
       grpc::ClientContext ctx;
