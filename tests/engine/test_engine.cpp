@@ -120,6 +120,26 @@ TEST_F(EngineTest, BatchOfThreeEqualsThreeSingles) {
   EXPECT_GT(max_diff(decode_png(batch[0].bytes), decode_png(batch[1].bytes)), 2);
 }
 
+TEST_F(EngineTest, BatchEncodesEachJobInItsOwnFormat) {
+  // The images of a batch are encoded in parallel: each result must be its own job's image
+  // in its own format.
+  Request a = request("a red kite", 31), b = request("a blue kite", 32),
+          c = request("a green kite", 33);
+  b.format = OutputFormat::kWebp;
+  const auto res = engine_->generate({Job{a, nullptr}, Job{b, nullptr}, Job{c, nullptr}});
+  ASSERT_EQ(res.size(), 3u);
+  for (const auto& r : res) ASSERT_TRUE(r.error.ok()) << r.error.message;
+  EXPECT_EQ(res[0].mime, "image/png");
+  EXPECT_EQ(res[1].mime, "image/webp");
+  EXPECT_EQ(res[2].mime, "image/png");
+  EXPECT_EQ(res[1].bytes.substr(0, 4), "RIFF");
+  EXPECT_EQ(res[1].bytes.substr(8, 4), "WEBP");
+  EXPECT_LE(max_diff(decode_png(res[0].bytes), decode_png(one(a).bytes)), 2);
+  EXPECT_LE(max_diff(decode_png(res[2].bytes), decode_png(one(c).bytes)), 2);
+  EXPECT_GT(max_diff(decode_png(res[0].bytes), decode_png(res[2].bytes)), 2);
+  EXPECT_GT(res[1].timings.encode_s, 0);
+}
+
 TEST_F(EngineTest, CancelStopsWithinOneStepAndOthersFinish) {
   Request r = request("a castle", 5);
   r.steps = 6;
