@@ -150,16 +150,12 @@ TokenIds ClipTokenizer::Encode(std::string_view text) const {
   std::vector<int64_t> pieces = EncodePieces(text);
   const auto max_length = static_cast<std::size_t>(options_.max_length);
   if (pieces.size() > max_length - 2) pieces.resize(max_length - 2);
-  TokenIds out;
-  out.ids.reserve(max_length);
-  out.ids.push_back(bos_id_);
-  out.ids.insert(out.ids.end(), pieces.begin(), pieces.end());
-  out.ids.push_back(eos_id_);
-  out.length = static_cast<int64_t>(out.ids.size());
-  out.attention_mask.assign(out.ids.size(), 1);
-  out.ids.resize(max_length, pad_id_);
-  out.attention_mask.resize(max_length, 0);
-  return out;
+  std::vector<int64_t> ids;
+  ids.reserve(max_length);
+  ids.push_back(bos_id_);
+  ids.insert(ids.end(), pieces.begin(), pieces.end());
+  ids.push_back(eos_id_);
+  return PadTokens(std::move(ids), max_length, pad_id_);
 }
 
 }  // namespace grat::tokenizer

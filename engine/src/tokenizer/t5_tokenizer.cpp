@@ -144,14 +144,8 @@ TokenIds T5Tokenizer::Encode(std::string_view text) const {
   std::vector<int64_t> pieces = EncodePieces(text);
   const auto max_length = static_cast<std::size_t>(options_.max_length);
   if (pieces.size() > max_length - 1) pieces.resize(max_length - 1);
-  TokenIds out;
-  out.ids = std::move(pieces);
-  out.ids.push_back(eos_id_);
-  out.length = static_cast<int64_t>(out.ids.size());
-  out.attention_mask.assign(out.ids.size(), 1);
-  out.ids.resize(max_length, pad_id_);
-  out.attention_mask.resize(max_length, 0);
-  return out;
+  pieces.push_back(eos_id_);
+  return PadTokens(std::move(pieces), max_length, pad_id_);
 }
 
 }  // namespace grat::tokenizer
