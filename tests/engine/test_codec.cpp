@@ -1,7 +1,6 @@
 // PNG / WebP / MP4 encoders. Writes its outputs (and the raw pixels) to GRAT_CODEC_DIR for
 // check_codec_outputs.py to decode with Pillow and ffprobe; PNG is also decoded here.
 #include <gtest/gtest.h>
-#include <png.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -9,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "grat/engine/codec.h"
+#include "png_decode.h"
 
 namespace grat::engine {
 namespace {
@@ -26,17 +26,7 @@ std::vector<uint8_t> gradient(int w, int h, int shift = 0) {
   return px;
 }
 
-std::vector<uint8_t> decode_png(const std::string& bytes, int* w, int* h) {
-  png_image img{};
-  img.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_memory(&img, bytes.data(), bytes.size())) return {};
-  img.format = PNG_FORMAT_RGB;
-  std::vector<uint8_t> px(PNG_IMAGE_SIZE(img));
-  if (!png_image_finish_read(&img, nullptr, px.data(), 0, nullptr)) return {};
-  *w = static_cast<int>(img.width);
-  *h = static_cast<int>(img.height);
-  return px;
-}
+using test_util::decode_png;
 
 class CodecFiles : public ::testing::Test {
  protected:

@@ -2,7 +2,6 @@
 // out-of-memory, tokenizer errors, validation, outputs (also decoded by Pillow afterwards).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <png.h>
 
 #include <unistd.h>
 #include <atomic>
@@ -12,6 +11,7 @@
 #include <iterator>
 
 #include "grat/engine/engine.h"
+#include "png_decode.h"
 
 namespace grat::engine {
 namespace {
@@ -23,17 +23,7 @@ std::string bundle_dir() {
   return b == nullptr ? std::string("bundles/flux-tiny") : std::string(b);
 }
 
-std::vector<uint8_t> decode_png(const std::string& bytes, int* w = nullptr, int* h = nullptr) {
-  png_image img{};
-  img.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_memory(&img, bytes.data(), bytes.size())) return {};
-  img.format = PNG_FORMAT_RGB;
-  std::vector<uint8_t> px(PNG_IMAGE_SIZE(img));
-  if (!png_image_finish_read(&img, nullptr, px.data(), 0, nullptr)) return {};
-  if (w) *w = static_cast<int>(img.width);
-  if (h) *h = static_cast<int>(img.height);
-  return px;
-}
+using test_util::decode_png;
 
 int max_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
   if (a.size() != b.size() || a.empty()) return 256;

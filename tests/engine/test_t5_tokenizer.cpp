@@ -11,18 +11,13 @@
 #include <stdexcept>
 
 #include "grat/tokenizer/tokenizer_error.h"
+#include "tokenizer_test_data.h"
 
 namespace grat::tokenizer {
 namespace {
 
-std::string TokenizerDir() {
-  const char* dir = std::getenv("GRAT_TOKENIZER_DIR");
-  return dir == nullptr ? "" : dir;
-}
-
-nlohmann::json Expected() {
-  return nlohmann::json::parse(std::ifstream(TokenizerDir() + "/expected.json"));
-}
+using test_data::Expected;
+using test_data::TokenizerDir;
 
 std::string ModelPath() { return TokenizerDir() + "/t5/spiece.model"; }
 

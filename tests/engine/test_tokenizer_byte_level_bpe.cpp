@@ -7,14 +7,12 @@
 #include <nlohmann/json.hpp>
 
 #include "grat/tokenizer/tokenizer_error.h"
+#include "tokenizer_test_data.h"
 
 namespace grat::tokenizer {
 namespace {
 
-std::string TokenizerDir() {
-  const char* dir = std::getenv("GRAT_TOKENIZER_DIR");
-  return dir == nullptr ? "" : dir;
-}
+using test_data::TokenizerDir;
 
 const char kVocab[] =
     R"({"h": 0, "e": 1, "l": 2, "o": 3, "o</w>": 4, "l</w>": 5, "he": 6, "ll": 7, "hell": 8,

@@ -10,14 +10,12 @@
 
 #include "grat/tokenizer/tokenizer_error.h"
 #include "grat/tokenizer/utf8.h"
+#include "tokenizer_test_data.h"
 
 namespace grat::tokenizer {
 namespace {
 
-std::string TokenizerDir() {
-  const char* dir = std::getenv("GRAT_TOKENIZER_DIR");
-  return dir == nullptr ? "" : dir;
-}
+using test_data::TokenizerDir;
 
 std::string WriteTemp(const std::string& name, const std::string& bytes) {
   const std::string path = testing::TempDir() + std::to_string(getpid()) + "_" + name;

@@ -7,14 +7,12 @@
 #include <nlohmann/json.hpp>
 
 #include "grat/tokenizer/tokenizer_error.h"
+#include "tokenizer_test_data.h"
 
 namespace grat::tokenizer {
 namespace {
 
-std::string TokenizerDir() {
-  const char* dir = std::getenv("GRAT_TOKENIZER_DIR");
-  return dir == nullptr ? "" : dir;
-}
+using test_data::TokenizerDir;
 
 TEST(SentencePieceNormalizer, MatchesSentencepieceOnTheCorpus) {
   ASSERT_FALSE(TokenizerDir().empty()) << "run through ctest (fixture tokenizer_reference_files)";

@@ -8,16 +8,14 @@
 
 #include "grat/tokenizer/sentencepiece_normalizer.h"
 #include "grat/tokenizer/tokenizer_error.h"
+#include "tokenizer_test_data.h"
 
 namespace grat::tokenizer {
 namespace {
 
 using Type = SentencePieceModel::PieceType;
 
-std::string TokenizerDir() {
-  const char* dir = std::getenv("GRAT_TOKENIZER_DIR");
-  return dir == nullptr ? "" : dir;
-}
+using test_data::TokenizerDir;
 
 SentencePieceModel SmallModel() {
   SentencePieceModel model;
