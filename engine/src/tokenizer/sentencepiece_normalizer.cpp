@@ -17,6 +17,22 @@ inline uint32_t Value(uint32_t unit) { return unit & ((1U << 31) - 1); }
 inline uint32_t Label(uint32_t unit) { return unit & ((1U << 31) | 0xFF); }
 inline uint32_t Offset(uint32_t unit) { return (unit >> 10) << ((unit & (1U << 9)) >> 6); }
 
+constexpr std::size_t kNoChild = static_cast<std::size_t>(-1);
+
+// One transition of darts-clone's traversal: the child of `node` on `byte`, or kNoChild.
+// `*leaf`: a key ends at the child (its value is then trie[child]).
+std::size_t Child(const std::vector<uint32_t>& trie, std::size_t node, unsigned char byte,
+                  bool* leaf) {
+  node ^= byte;
+  if (node >= trie.size()) return kNoChild;
+  const uint32_t unit = trie[node];
+  if (Label(unit) != byte) return kNoChild;
+  node ^= Offset(unit);
+  if (node >= trie.size()) return kNoChild;
+  *leaf = HasLeaf(unit);
+  return node;
+}
+
 }  // namespace
 
 SentencePieceNormalizer::SentencePieceNormalizer(const SentencePieceModel& model)
@@ -55,14 +71,10 @@ std::pair<std::string_view, std::size_t> SentencePieceNormalizer::NormalizePrefi
     // commonPrefixSearch of darts-clone, keeping the longest match.
     std::size_t node = Offset(trie_[0]);
     for (std::size_t i = 0; i < input.size(); ++i) {
-      const auto byte = static_cast<unsigned char>(input[i]);
-      node ^= byte;
-      if (node >= trie_.size()) break;
-      const uint32_t unit = trie_[node];
-      if (Label(unit) != byte) break;
-      node ^= Offset(unit);
-      if (node >= trie_.size()) break;
-      if (HasLeaf(unit)) {
+      bool leaf = false;
+      node = Child(trie_, node, static_cast<unsigned char>(input[i]), &leaf);
+      if (node == kNoChild) break;
+      if (leaf) {
         longest_length = i + 1;
         longest_value = Value(trie_[node]);
       }
@@ -130,13 +142,10 @@ const char* SentencePieceNormalizer::ShortestRule(std::string_view key) const {
   for (char c : key) {
     const auto byte = static_cast<unsigned char>(c);
     if (byte == 0) break;
-    node ^= byte;
-    if (node >= trie_.size()) break;
-    const uint32_t unit = trie_[node];
-    if (Label(unit) != byte) break;
-    node ^= Offset(unit);
-    if (node >= trie_.size()) break;
-    if (HasLeaf(unit)) {
+    bool leaf = false;
+    node = Child(trie_, node, byte, &leaf);
+    if (node == kNoChild) break;
+    if (leaf) {
       const uint32_t value = Value(trie_[node]);
       return value < replacements_.size() ? replacements_.data() + value : nullptr;
     }
