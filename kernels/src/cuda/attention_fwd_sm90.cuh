@@ -18,6 +18,8 @@
 #include "attention_fwd_sm80.cuh"
 #include "wgmma_ops.cuh"
 
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
+
 namespace grat::cuda {
 
 template <int D>
@@ -83,6 +85,22 @@ __device__ __forceinline__ void mbar_arrive_cp_async(uint64_t* bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_addr(bar))
                : "memory");
 }
+// Arrives once and expects `bytes` more from async (TMA) copies before the phase completes.
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)),
+               "r"(bytes)
+               : "memory");
+}
+// One TMA box of a 4-D tensor map into shared memory; completes bytes on `bar`.
+__device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap* map, int c0, int c1,
+                                            int c2, int c3, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
+      "r"(smem_addr(bar))
+      : "memory");
+}
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   asm volatile(
       "{\n.reg .pred done;\nWAIT_%=:\n"
@@ -126,9 +144,10 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
   bool text_query;
   if (!query_tile<BM>(p, tile, q0, q1, qgroup, text_query)) return;
 
+  const bool tma = p.use_tma;
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {
-      mbar_init(&full[s], 128);
+      mbar_init(&full[s], tma ? 1 : 128);
       mbar_init(&empty[s], 256);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -143,6 +162,29 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
   if (warp >= 8) {
     // Producer warpgroup.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    if (tma) {
+      // Group-major K/V: each tile is BN consecutive rows, fetched by one thread as D/64
+      // swizzled boxes per tensor (rows past the tensor end arrive as zeros; rows past the
+      // range end are masked by the consumers). The other producer threads leave.
+      if (warp != 8 || lane != 0) return;
+      int32_t k0 = rs;
+      for (int n = 0;; ++n) {
+        const int s = n % STAGES;
+        mbar_wait(&empty[s], ((n / STAGES) & 1) ^ 1);
+        mbar_expect_tx(&full[s], 2 * BN * D * sizeof(T));
+#pragma unroll
+        for (int h = 0; h < D / 64; ++h) {
+          tma_load_4d(sK + s * BN * D + h * BN * 64, &p.tma_k, h * 64, k0, head, b, &full[s]);
+          tma_load_4d(sV + s * BN * D + h * BN * 64, &p.tma_v, h * 64, k0, head, b, &full[s]);
+        }
+        k0 += BN;
+        if (k0 >= re) {
+          if (!gen.next(p.geom, rs, re)) break;
+          k0 = rs;
+        }
+      }
+      return;
+    }
     const T* gk = static_cast<const T*>(p.k) + b * p.k_sb + head * p.k_sh;
     const T* gv = static_cast<const T*>(p.v) + b * p.v_sb + head * p.v_sh;
     // Warp pw fills rows [32 pw, 32 pw + 32) of each tile: one row-map load per lane, then
@@ -157,10 +199,14 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
       mbar_wait(&empty[s], ((n / STAGES) & 1) ^ 1);
       T* dk = sK + s * BN * D;
       T* dv = sV + s * BN * D;
-      const int c = lane % CH;
+      // The lane id re-read per tile: hoisted out of the loop, the 16 per-row swizzled
+      // offsets do not fit the producer's 40 registers (they spilled).
+      int ln;
+      asm volatile("mov.u32 %0, %%laneid;\n" : "=r"(ln));
+      const int c = ln % CH;
 #pragma unroll
       for (int m = 0; m < 32; m += RPI) {
-        const int r = m + lane / CH;
+        const int r = m + ln / CH;
         const int32_t row = __shfl_sync(0xffffffffu, myrow, r);
         const bool ok = row >= 0;
         const int64_t rr = ok ? row : 0;
@@ -307,7 +353,7 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
   auto step = [&](int n, const uint32_t (*pin)[4], uint32_t (*pout)[4]) {
     const int s = n % STAGES;
     mbar_wait(&full[s], (n / STAGES) & 1);
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    if (!tma) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     if (p.pingpong) named_sync(3 + wg, 256);  // my turn to issue
     wgmma::fence();
     issue_s(sc, s);
@@ -389,6 +435,41 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
 #endif
 }
 
+// Encodes the 4-D TMA maps of K and V (dims D, N, H, B; box 64 x rows) into p; false when the
+// driver lacks the entry point or refuses the strides (the caller then loads by cp.async).
+template <typename T>
+bool encode_kv_maps(AttentionParams& p, int d, int rows) {
+  static PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                         &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      fn = nullptr;
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  if (encode == nullptr) return false;
+  const auto dtype = std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                      : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const cuuint64_t n = static_cast<cuuint64_t>(p.text_tokens) + p.image_tokens;
+  auto one = [&](CUtensorMap* map, const void* base, int64_t sn, int64_t sh, int64_t sb) {
+    const cuuint64_t dims[4] = {static_cast<cuuint64_t>(d), n, static_cast<cuuint64_t>(p.heads),
+                                static_cast<cuuint64_t>(p.batch)};
+    const cuuint64_t strides[3] = {static_cast<cuuint64_t>(sn) * sizeof(T),
+                                   static_cast<cuuint64_t>(sh) * sizeof(T),
+                                   static_cast<cuuint64_t>(sb) * sizeof(T)};
+    const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(rows), 1, 1};
+    const cuuint32_t estr[4] = {1, 1, 1, 1};
+    return encode(map, dtype, 4, const_cast<void*>(base), dims, strides, box, estr,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  };
+  return one(&p.tma_k, p.k, p.k_sn, p.k_sh, p.k_sb) && one(&p.tma_v, p.v, p.v_sn, p.v_sh, p.v_sb);
+}
+
 // Returns false (launching nothing) when this binary holds no sm_90a code for the device.
 template <typename T, int D>
 bool launch_attention_sm90(const AttentionParams& p, cudaStream_t stream) {
@@ -400,9 +481,11 @@ bool launch_attention_sm90(const AttentionParams& p, cudaStream_t stream) {
     return false;
   }
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
+  AttentionParams pl = p;
+  pl.use_tma = p.tma && p.rowmap == nullptr && encode_kv_maps<T>(pl, D, TL::BN);
   const int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * p.batch * p.heads;
   if (blocks > 0) {
-    kernel<<<static_cast<unsigned>(blocks), TL::kThreads, TL::kSmemBytes, stream>>>(p);
+    kernel<<<static_cast<unsigned>(blocks), TL::kThreads, TL::kSmemBytes, stream>>>(pl);
   }
   return true;
 }

@@ -8,6 +8,7 @@
 // and the output stores: no separate permutation pass over q/k/v/o.
 #pragma once
 
+#include <cuda.h>  // CUtensorMap (the type only: no driver-library link)
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -49,6 +50,13 @@ struct AttentionParams {
   // sm90: the two consumer warpgroups take turns issuing their matrix products (named
   // barriers, FlashAttention-3's "ping-pong"), so one's softmax runs under the other's GEMMs.
   int32_t pingpong;
+  // sm90, group-major K/V (rowmap == nullptr): tiles arrive by TMA through these 4-D maps
+  // (dims D, N, H, B; box 64 x BN rows, 128-byte swizzle) instead of cp.async row copies.
+  // `tma` asks for it (GRAT_TMA=0 turns it off); the sm90 launcher sets `use_tma` when the
+  // maps were encoded.
+  int32_t tma;
+  int32_t use_tma;
+  CUtensorMap tma_k, tma_v;
 };
 
 // Fills rowmap[0, total) (int32, device) from the layout's geometry on `stream`.

@@ -137,6 +137,8 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
   {
     const char* e = std::getenv("GRAT_PINGPONG");  // experiment switch, default off
     p.pingpong = e != nullptr && e[0] == '1';
+    const char* t = std::getenv("GRAT_TMA");  // default on; 0 = cp.async loads (A/B switch)
+    p.tma = t == nullptr || t[0] != '0';
   }
   const int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * B * H;
   TORCH_CHECK(blocks < std::numeric_limits<int32_t>::max(),

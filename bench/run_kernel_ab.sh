@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# A/B timing of the attention kernels in one GPU-host call: builds grat_kernels (sm_90a only)
+# from this checkout and from a baseline source folder in parallel, runs the GPU correctness
+# tests on this checkout's build, then times the baseline and each variant of this build
+# (ours / raster columns, no peers) on the same card, the baseline again last (drift check).
+# usage: bench/run_kernel_ab.sh <out> <base_dir> <cases> [name:VAR=v,VAR2=w ...]
+#   base_dir: e.g. `mkdir .base && git archive main kernels tests/gpu | tar -x -C .base`
+#   (carry it). Env NCU_VARIANT=name profiles that variant on the first case, pattern B.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+final=${1:?out dir}; base=$(cd "${2:?baseline source dir}" && pwd); cases=${3:?cases}
+shift 3
+out=/tmp/ab-logs  # logs and JSON land here; <out> gets a summary and one tarball
+rm -rf "$out" && mkdir -p "$out"
+variants=("$@")
+((${#variants[@]})) || variants=("new:")
+build_one() {  # src build log
+  cmake -S "$1/tests/gpu" -B "$2" -G Ninja -DCMAKE_CUDA_ARCHITECTURES=90a >"$3" 2>&1 &&
+    ninja -C "$2" -j8 grat_kernels >>"$3" 2>&1
+}
+t0=$SECONDS
+build_one "$root" /tmp/ab-new "$out/build_new.log" &
+pid_new=$!
+build_one "$base" /tmp/ab-base "$out/build_base.log" &
+pid_base=$!
+wait $pid_new || { echo "new build failed"; grep -E "error" "$out/build_new.log" | head; exit 1; }
+wait $pid_base || { echo "base build failed"; grep -E "error" "$out/build_base.log" | head; exit 1; }
+echo "builds: $((SECONDS - t0)) s"
+new=/tmp/ab-new/kernels/libgrat_kernels.so
+old=/tmp/ab-base/kernels/libgrat_kernels.so
+test="$root/tests/gpu/test_attention_gpu.py"
+python3 "$test" "$new" --errors-only >"$out/gpu_tests.log" 2>&1 &&
+  python3 "$test" "$new" >>"$out/gpu_tests.log" 2>&1
+echo "gpu tests rc=$? ($((SECONDS - t0)) s)"
+grep -E "FAIL|passed|seed=" "$out/gpu_tests.log" | tail -4
+bench() {  # tag lib [env assignments]
+  local tag=$1 lib=$2
+  shift 2
+  env -u OUT "$@" python3 "$root/bench/attention_bench.py" "$lib" --cases "$cases" --no-flex --no-full \
+    --no-portable --tag "ab_$tag" --out "$out" >"$out/ab_$tag.log" 2>&1
+  echo "== $tag $* ($((SECONDS - t0)) s)"
+  grep -E "^(flux|video)" "$out/ab_$tag.log" | awk '{print $1, $2, $7, $8, $12}'
+}
+bench base "$old"
+for v in "${variants[@]}"; do
+  name=${v%%:*}
+  IFS=, read -r -a envs <<<"${v#*:}"
+  bench "$name" "$new" "${envs[@]}"
+  if [[ "${NCU_VARIANT:-}" == "$name" ]] && command -v ncu >/dev/null; then
+    env -u OUT "${envs[@]}" ncu --kernel-name regex:attention_fwd_sm90 --launch-skip 3 --launch-count 1 \
+      --set detailed python3 "$root/bench/attention_bench.py" "$new" --cases "${cases%%,*}" \
+      --patterns B --no-flex --no-full --no-portable --tag ncu --out /tmp >"$out/ncu_$name.txt" 2>&1
+    grep -E "Duration|Compute \(SM\) Thro|Issue Slots Busy|Eligible Warps|No Eligible|Registers Per" \
+      "$out/ncu_$name.txt" | head -8
+  fi
+done
+bench base2 "$old"
+python3 - "$out" >"$final/ab_summary.json" <<'PY'
+import glob, json, os, sys
+res = {}
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "ab_*_2*.json"))):
+    d = json.load(open(f))
+    tag = os.path.basename(f).rsplit("_", 1)[0]
+    res[tag] = dict(gpu=d["gpu"], commit=d["commit"], rows=d["rows"])
+print(json.dumps(res, indent=1))
+PY
+tar -czf "$final/ab_logs.tgz" -C "$out" .
