@@ -5,7 +5,8 @@
 # (ours / raster columns, no peers) on the same card, the baseline again last (drift check).
 # usage: bench/run_kernel_ab.sh <out> <base_dir> <cases> [name:VAR=v,VAR2=w ...]
 #   base_dir: e.g. `mkdir .base && git archive main kernels tests/gpu | tar -x -C .base`
-#   (carry it). Env NCU_VARIANT=name profiles that variant on the first case, pattern B.
+#   (carry it). Env NCU_VARIANT=name profiles that variant on the first case, pattern B;
+#   SANITIZE=1 runs compute-sanitizer memcheck and racecheck on this build at the end.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 final=${1:?out dir}; base=$(cd "${2:?baseline source dir}" && pwd); cases=${3:?cases}
@@ -47,14 +48,26 @@ for v in "${variants[@]}"; do
   IFS=, read -r -a envs <<<"${v#*:}"
   bench "$name" "$new" "${envs[@]}"
   if [[ "${NCU_VARIANT:-}" == "$name" ]] && command -v ncu >/dev/null; then
-    env -u OUT "${envs[@]}" ncu --kernel-name regex:attention_fwd_sm90 --launch-skip 3 --launch-count 1 \
-      --set detailed python3 "$root/bench/attention_bench.py" "$new" --cases "${cases%%,*}" \
-      --patterns B --no-flex --no-full --no-portable --tag ncu --out /tmp >"$out/ncu_$name.txt" 2>&1
-    grep -E "Duration|Compute \(SM\) Thro|Issue Slots Busy|Eligible Warps|No Eligible|Registers Per" \
+    env -u OUT "${envs[@]}" ncu --kernel-name regex:attention_fwd_sm90 --launch-skip 3 \
+      --launch-count 1 --set full -o "$out/ncu_$name" python3 "$root/bench/attention_bench.py" \
+      "$new" --cases "${cases%%,*}" --patterns B --no-flex --no-full --no-portable --tag ncu \
+      --out /tmp >"$out/ncu_$name.log" 2>&1
+    ncu -i "$out/ncu_$name.ncu-rep" --page details >"$out/ncu_$name.txt" 2>&1
+    ncu -i "$out/ncu_$name.ncu-rep" --page source --csv --print-source sass \
+      >"$out/ncu_${name}_sass.csv" 2>&1
+    grep -E "Duration|Compute \(SM\) Thro|Issue Slots Busy|Eligible Warps|No Eligible" \
       "$out/ncu_$name.txt" | head -8
   fi
 done
 bench base2 "$old"
+if [[ "${SANITIZE:-0}" == 1 ]]; then  # after the timings: they matter more if time runs out
+  for tool in memcheck racecheck; do
+    compute-sanitizer --tool "$tool" --error-exitcode 3 python3 "$test" "$new" --small \
+      >"$out/sanitize_$tool.log" 2>&1
+    echo "compute-sanitizer $tool rc=$? ($((SECONDS - t0)) s)"
+    grep -E "ERROR SUMMARY|hazard" "$out/sanitize_$tool.log" | tail -2
+  done
+fi
 python3 - "$out" >"$final/ab_summary.json" <<'PY'
 import glob, json, os, sys
 res = {}

@@ -91,15 +91,25 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
                "r"(bytes)
                : "memory");
 }
-// One TMA box of a 4-D tensor map into shared memory; completes bytes on `bar`.
+// One TMA box of a 4-D tensor map into shared memory; completes bytes on `bar`. `policy` is
+// an L2 cache policy (createpolicy).
 __device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap* map, int c0, int c1,
-                                            int c2, int c3, uint64_t* bar) {
+                                            int c2, int c3, uint64_t* bar, uint64_t policy) {
   asm volatile(
-      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
-      " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(smem_addr(dst)),
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+      " [%0], [%1, {%2, %3, %4, %5}], [%6], %7;\n" ::"r"(smem_addr(dst)),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
-      "r"(smem_addr(bar))
+      "r"(smem_addr(bar)), "l"(policy)
       : "memory");
+}
+__device__ __forceinline__ uint64_t l2_policy(bool evict_first) {
+  uint64_t pol;
+  if (evict_first) {
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+  } else {
+    asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(pol));
+  }
+  return pol;
 }
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   asm volatile(
@@ -121,7 +131,7 @@ __device__ __forceinline__ void named_arrive(int id, int threads) {
 // cp.async of K/V tiles through the row map into a STAGES-deep ring; full/empty mbarriers
 // per stage). The consumer warpgroups never wait for each other,
 // so one's softmax overlaps the other's matrix products.
-template <typename T, int D>
+template <typename T, int D, bool kTma>
 __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_constant__ AttentionParams p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using TL = Sm90Tile<D>;
@@ -144,7 +154,7 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
   bool text_query;
   if (!query_tile<BM>(p, tile, q0, q1, qgroup, text_query)) return;
 
-  const bool tma = p.use_tma;
+  constexpr bool tma = kTma;
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {
       mbar_init(&full[s], tma ? 1 : 128);
@@ -162,11 +172,14 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
   if (warp >= 8) {
     // Producer warpgroup.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
-    if (tma) {
+    if constexpr (tma) {
       // Group-major K/V: each tile is BN consecutive rows, fetched by one thread as D/64
       // swizzled boxes per tensor (rows past the tensor end arrive as zeros; rows past the
-      // range end are masked by the consumers). The other producer threads leave.
+      // range end are masked by the consumers). The other producer threads leave. Text
+      // query tiles stream every key once: with text_evict_first their loads go first out
+      // of L2, so they do not push out the neighbourhoods the image tiles reuse.
       if (warp != 8 || lane != 0) return;
+      const uint64_t pol = l2_policy(text_query && p.text_evict_first);
       int32_t k0 = rs;
       for (int n = 0;; ++n) {
         const int s = n % STAGES;
@@ -174,8 +187,8 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
         mbar_expect_tx(&full[s], 2 * BN * D * sizeof(T));
 #pragma unroll
         for (int h = 0; h < D / 64; ++h) {
-          tma_load_4d(sK + s * BN * D + h * BN * 64, &p.tma_k, h * 64, k0, head, b, &full[s]);
-          tma_load_4d(sV + s * BN * D + h * BN * 64, &p.tma_v, h * 64, k0, head, b, &full[s]);
+          tma_load_4d(sK + s * BN * D + h * BN * 64, &p.tma_k, h * 64, k0, head, b, &full[s], pol);
+          tma_load_4d(sV + s * BN * D + h * BN * 64, &p.tma_v, h * 64, k0, head, b, &full[s], pol);
         }
         k0 += BN;
         if (k0 >= re) {
@@ -199,14 +212,10 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
       mbar_wait(&empty[s], ((n / STAGES) & 1) ^ 1);
       T* dk = sK + s * BN * D;
       T* dv = sV + s * BN * D;
-      // The lane id re-read per tile: hoisted out of the loop, the 16 per-row swizzled
-      // offsets do not fit the producer's 40 registers (they spilled).
-      int ln;
-      asm volatile("mov.u32 %0, %%laneid;\n" : "=r"(ln));
-      const int c = ln % CH;
+      const int c = lane % CH;
 #pragma unroll
       for (int m = 0; m < 32; m += RPI) {
-        const int r = m + ln / CH;
+        const int r = m + lane / CH;
         const int32_t row = __shfl_sync(0xffffffffu, myrow, r);
         const bool ok = row >= 0;
         const int64_t rr = ok ? row : 0;
@@ -353,7 +362,7 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
   auto step = [&](int n, const uint32_t (*pin)[4], uint32_t (*pout)[4]) {
     const int s = n % STAGES;
     mbar_wait(&full[s], (n / STAGES) & 1);
-    if (!tma) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    if constexpr (!tma) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     if (p.pingpong) named_sync(3 + wg, 256);  // my turn to issue
     wgmma::fence();
     issue_s(sc, s);
@@ -471,18 +480,21 @@ bool encode_kv_maps(AttentionParams& p, int d, int rows) {
 }
 
 // Returns false (launching nothing) when this binary holds no sm_90a code for the device.
+// Group-major K/V go by TMA (unless p.tma == 0 or the maps cannot be encoded); ping-pong is
+// on by default with TMA (measured faster in every case) and off with cp.async (mixed).
 template <typename T, int D>
 bool launch_attention_sm90(const AttentionParams& p, cudaStream_t stream) {
   using TL = Sm90Tile<D>;
-  auto kernel = attention_fwd_sm90<T, D>;
+  AttentionParams pl = p;
+  pl.use_tma = p.tma && p.rowmap == nullptr && encode_kv_maps<T>(pl, D, TL::BN);
+  if (pl.pingpong < 0) pl.pingpong = pl.use_tma;
+  auto kernel = pl.use_tma ? attention_fwd_sm90<T, D, true> : attention_fwd_sm90<T, D, false>;
   cudaFuncAttributes attr{};
   if (cudaFuncGetAttributes(&attr, kernel) != cudaSuccess || attr.binaryVersion < 90) {
     cudaGetLastError();
     return false;
   }
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
-  AttentionParams pl = p;
-  pl.use_tma = p.tma && p.rowmap == nullptr && encode_kv_maps<T>(pl, D, TL::BN);
   const int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * p.batch * p.heads;
   if (blocks > 0) {
     kernel<<<static_cast<unsigned>(blocks), TL::kThreads, TL::kSmemBytes, stream>>>(pl);

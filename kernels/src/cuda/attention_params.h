@@ -49,6 +49,7 @@ struct AttentionParams {
   int32_t head_major;
   // sm90: the two consumer warpgroups take turns issuing their matrix products (named
   // barriers, FlashAttention-3's "ping-pong"), so one's softmax runs under the other's GEMMs.
+  // -1: the launcher's default (on with TMA loads), 0 / 1: forced (GRAT_PINGPONG).
   int32_t pingpong;
   // sm90, group-major K/V (rowmap == nullptr): tiles arrive by TMA through these 4-D maps
   // (dims D, N, H, B; box 64 x BN rows, 128-byte swizzle) instead of cp.async row copies.
@@ -56,6 +57,7 @@ struct AttentionParams {
   // maps were encoded.
   int32_t tma;
   int32_t use_tma;
+  int32_t text_evict_first;  // TMA loads of text query tiles with the L2 evict-first policy
   CUtensorMap tma_k, tma_v;
 };
 
