@@ -8,11 +8,13 @@
 // 16-byte chunk c of row r stored at chunk c ^ (r % 8), 1024-byte aligned atoms.
 //   D = 128: Q 32 KiB + 3 stages x (K 32 KiB + V 32 KiB) = 224 KiB (1 CTA / SM)
 //   D =  64: Q 16 KiB + 4 stages x (K 16 KiB + V 16 KiB) = 144 KiB (1 CTA / SM)
-// 384 threads: two consumer warpgroups and one producer warpgroup. K/V tiles arrive by cp.async
-// (16-byte row chunks gathered through the row map, so the regroup is folded into the
-// loads) into a ring of stages guarded by full/empty mbarriers; consumers fence the async
-// proxy before wgmma reads them. Schedule and masking are those of the portable kernel
-// (key_ranges.cuh).
+// 384 threads: two consumer warpgroups and one producer warpgroup filling a ring of K/V
+// stages guarded by full/empty mbarriers. Group-major input (kTma): one producer thread
+// loads each tile as TMA boxes (a key tile is BN consecutive rows); 12-14% faster than
+// cp.async on every benchmark case. Raster input: the producer warpgroup gathers 16-byte
+// row chunks through the row map by cp.async (the regroup folded into the loads) and the
+// consumers fence the async proxy before wgmma reads them. Schedule and masking are those
+// of the portable kernel (key_ranges.cuh).
 #pragma once
 
 #include "attention_fwd_sm80.cuh"
@@ -46,31 +48,43 @@ __device__ __forceinline__ uint64_t smem_desc(const void* ptr, uint32_t lbo, uin
 template <typename T, int N>
 __device__ __forceinline__ void wg_ss(float* d, uint64_t da, uint64_t db, int scale_d) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    if constexpr (N == 128) wgmma::ss_bf16_n128(d, da, db, scale_d);
-    else wgmma::ss_bf16_n64(d, da, db, scale_d);
+    if constexpr (N == 128)
+      wgmma::ss_bf16_n128(d, da, db, scale_d);
+    else
+      wgmma::ss_bf16_n64(d, da, db, scale_d);
   } else {
-    if constexpr (N == 128) wgmma::ss_f16_n128(d, da, db, scale_d);
-    else wgmma::ss_f16_n64(d, da, db, scale_d);
+    if constexpr (N == 128)
+      wgmma::ss_f16_n128(d, da, db, scale_d);
+    else
+      wgmma::ss_f16_n64(d, da, db, scale_d);
   }
 }
 template <typename T, int N>
 __device__ __forceinline__ void wg_ss0(float* d, uint64_t da, uint64_t db) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    if constexpr (N == 128) wgmma::ss0_bf16_n128(d, da, db);
-    else wgmma::ss0_bf16_n64(d, da, db);
+    if constexpr (N == 128)
+      wgmma::ss0_bf16_n128(d, da, db);
+    else
+      wgmma::ss0_bf16_n64(d, da, db);
   } else {
-    if constexpr (N == 128) wgmma::ss0_f16_n128(d, da, db);
-    else wgmma::ss0_f16_n64(d, da, db);
+    if constexpr (N == 128)
+      wgmma::ss0_f16_n128(d, da, db);
+    else
+      wgmma::ss0_f16_n64(d, da, db);
   }
 }
 template <typename T, int N>
 __device__ __forceinline__ void wg_rs_tb(float* d, const uint32_t* a, uint64_t db) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    if constexpr (N == 128) wgmma::rs_bf16_n128_tb(d, a, db);
-    else wgmma::rs_bf16_n64_tb(d, a, db);
+    if constexpr (N == 128)
+      wgmma::rs_bf16_n128_tb(d, a, db);
+    else
+      wgmma::rs_bf16_n64_tb(d, a, db);
   } else {
-    if constexpr (N == 128) wgmma::rs_f16_n128_tb(d, a, db);
-    else wgmma::rs_f16_n64_tb(d, a, db);
+    if constexpr (N == 128)
+      wgmma::rs_f16_n128_tb(d, a, db);
+    else
+      wgmma::rs_f16_n64_tb(d, a, db);
   }
 }
 
@@ -91,25 +105,14 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
                "r"(bytes)
                : "memory");
 }
-// One TMA box of a 4-D tensor map into shared memory; completes bytes on `bar`. `policy` is
-// an L2 cache policy (createpolicy).
+// One TMA box of a 4-D tensor map into shared memory; completes bytes on `bar`.
 __device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap* map, int c0, int c1,
-                                            int c2, int c3, uint64_t* bar, uint64_t policy) {
+                                            int c2, int c3, uint64_t* bar) {
   asm volatile(
-      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
-      " [%0], [%1, {%2, %3, %4, %5}], [%6], %7;\n" ::"r"(smem_addr(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
-      "r"(smem_addr(bar)), "l"(policy)
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(bar))
       : "memory");
-}
-__device__ __forceinline__ uint64_t l2_policy(bool evict_first) {
-  uint64_t pol;
-  if (evict_first) {
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
-  } else {
-    asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(pol));
-  }
-  return pol;
 }
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   asm volatile(
@@ -128,11 +131,12 @@ __device__ __forceinline__ void named_arrive(int id, int threads) {
 
 // Warp-specialised: warps 0-7 are two consumer warpgroups (64 query rows each, wgmma,
 // registers raised to 232), warps 8-11 the producer warpgroup (registers lowered to 40;
-// cp.async of K/V tiles through the row map into a STAGES-deep ring; full/empty mbarriers
-// per stage). The consumer warpgroups never wait for each other,
-// so one's softmax overlaps the other's matrix products.
+// TMA or cp.async of K/V tiles into a STAGES-deep ring; full/empty mbarriers per stage).
+// Without ping-pong the consumer warpgroups never wait for each other; with it they take
+// turns issuing their products, so one's softmax runs under the other's.
 template <typename T, int D, bool kTma>
-__global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_constant__ AttentionParams p) {
+__global__ void __launch_bounds__(384, 1)
+    attention_fwd_sm90(const __grid_constant__ AttentionParams p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using TL = Sm90Tile<D>;
   constexpr int BM = TL::BM, BN = TL::BN, CH = TL::CH, STAGES = TL::kStages;
@@ -175,11 +179,8 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
     if constexpr (tma) {
       // Group-major K/V: each tile is BN consecutive rows, fetched by one thread as D/64
       // swizzled boxes per tensor (rows past the tensor end arrive as zeros; rows past the
-      // range end are masked by the consumers). The other producer threads leave. Text
-      // query tiles stream every key once: with text_evict_first their loads go first out
-      // of L2, so they do not push out the neighbourhoods the image tiles reuse.
+      // range end are masked by the consumers). The other producer threads leave.
       if (warp != 8 || lane != 0) return;
-      const uint64_t pol = l2_policy(text_query && p.text_evict_first);
       int32_t k0 = rs;
       for (int n = 0;; ++n) {
         const int s = n % STAGES;
@@ -187,8 +188,8 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
         mbar_expect_tx(&full[s], 2 * BN * D * sizeof(T));
 #pragma unroll
         for (int h = 0; h < D / 64; ++h) {
-          tma_load_4d(sK + s * BN * D + h * BN * 64, &p.tma_k, h * 64, k0, head, b, &full[s], pol);
-          tma_load_4d(sV + s * BN * D + h * BN * 64, &p.tma_v, h * 64, k0, head, b, &full[s], pol);
+          tma_load_4d(sK + s * BN * D + h * BN * 64, &p.tma_k, h * 64, k0, head, b, &full[s]);
+          tma_load_4d(sV + s * BN * D + h * BN * 64, &p.tma_v, h * 64, k0, head, b, &full[s]);
         }
         k0 += BN;
         if (k0 >= re) {
@@ -264,7 +265,8 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
     const T* cK = sK + stage * BN * D;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      const uint64_t da = smem_desc(sQ + (kk >> 2) * BM * 64 + wg * 64 * 64 + (kk & 3) * 16, 16, 1024);
+      const uint64_t da =
+          smem_desc(sQ + (kk >> 2) * BM * 64 + wg * 64 * 64 + (kk & 3) * 16, 16, 1024);
       const uint64_t db = smem_desc(cK + (kk >> 2) * BN * 64 + (kk & 3) * 16, 16, 1024);
       if (kk == 0) {
         wg_ss0<T, BN>(sc, da, db);
@@ -273,7 +275,7 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
       }
     }
   };
-  auto issue_pv = [&](const uint32_t (*pa)[4], int stage) {
+  auto issue_pv = [&](const uint32_t(*pa)[4], int stage) {
     const T* cV = sV + stage * BN * D;
 #pragma unroll
     for (int j = 0; j < BN / 16; ++j) {
@@ -283,7 +285,7 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
   };
   // Online softmax of one S tile: masks keys >= lim, updates m/l, returns the O rescale
   // factors and P (as the register-A fragments of the P V product).
-  auto softmax = [&](float* sc, int32_t lim, uint32_t (*pa)[4], float* corr) {
+  auto softmax = [&](float* sc, int32_t lim, uint32_t(*pa)[4], float* corr) {
     if (lim < BN) {  // ragged range end: mask the keys past it (uniform branch)
 #pragma unroll
       for (int nb = 0; nb < BN / 8; ++nb) {
@@ -308,7 +310,8 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
     }
     float mx[2], rsum[2];
 #pragma unroll
-    for (int r = 0; r < 2; ++r) mx[r] = fmaxf(fmaxf(mx4[r][0], mx4[r][1]), fmaxf(mx4[r][2], mx4[r][3]));
+    for (int r = 0; r < 2; ++r)
+      mx[r] = fmaxf(fmaxf(mx4[r][0], mx4[r][1]), fmaxf(mx4[r][2], mx4[r][3]));
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
@@ -359,7 +362,7 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
   };
   // One pipeline step on tile n: P_{n-1} comes in `pin`, P_n leaves in `pout` (two register
   // sets used alternately, so no copy sits between the wgmma issues).
-  auto step = [&](int n, const uint32_t (*pin)[4], uint32_t (*pout)[4]) {
+  auto step = [&](int n, const uint32_t(*pin)[4], uint32_t(*pout)[4]) {
     const int s = n % STAGES;
     mbar_wait(&full[s], (n / STAGES) & 1);
     if constexpr (!tma) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -370,7 +373,7 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
     issue_pv(pin, prev_stage);
     wgmma::commit();
     if (p.pingpong) named_arrive(3 + (wg ^ 1), 256);  // the other warpgroup's turn
-    wgmma::wait<1>();  // S_n ready; P_{n-1} V_{n-1} may still run
+    wgmma::wait<1>();                                 // S_n ready; P_{n-1} V_{n-1} may still run
     softmax(sc, re - k0, pout, corr);
     wgmma::wait<0>();
     mbar_arrive(&empty[prev_stage]);
@@ -387,7 +390,7 @@ __global__ void __launch_bounds__(384, 1) attention_fwd_sm90(const __grid_consta
     prev_stage = s;
   };
   // The last P V product (each call site names its register set statically).
-  auto finish = [&](const uint32_t (*plast)[4]) {
+  auto finish = [&](const uint32_t(*plast)[4]) {
     wgmma::fence();
     issue_pv(plast, prev_stage);
     wgmma::commit();

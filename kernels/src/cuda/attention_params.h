@@ -57,7 +57,6 @@ struct AttentionParams {
   // maps were encoded.
   int32_t tma;
   int32_t use_tma;
-  int32_t text_evict_first;  // TMA loads of text query tiles with the L2 evict-first policy
   CUtensorMap tma_k, tma_v;
 };
 

@@ -136,13 +136,11 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
   p.head_major = head_major_schedule() ? 1 : 0;
   {
     // A/B switches: GRAT_PINGPONG 0/1 (unset: the sm90 launcher's default), GRAT_TMA=0
-    // (cp.async loads instead of TMA), GRAT_TEXT_EVICT_FIRST=1 (text tiles' L2 policy).
+    // (cp.async loads instead of TMA).
     const char* e = std::getenv("GRAT_PINGPONG");
     p.pingpong = e == nullptr ? -1 : e[0] == '1';
     const char* t = std::getenv("GRAT_TMA");
     p.tma = t == nullptr || t[0] != '0';
-    const char* x = std::getenv("GRAT_TEXT_EVICT_FIRST");
-    p.text_evict_first = x != nullptr && x[0] == '1';
   }
   const int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * B * H;
   TORCH_CHECK(blocks < std::numeric_limits<int32_t>::max(),
