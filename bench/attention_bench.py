@@ -133,12 +133,12 @@ def main():
     flex = None
     if not args.no_flex:
         from torch.nn.attention.flex_attention import flex_attention
-        import torch._dynamo
+        import torch._dynamo as dynamo
         # One compiled specialisation per shape: above the default limit (8) the later cases
         # silently fell back to eager (the invalid flux1024 Flex time of 2a0d2b7).
-        torch._dynamo.config.cache_size_limit = 64
-        if hasattr(torch._dynamo.config, "recompile_limit"):
-            torch._dynamo.config.recompile_limit = 64
+        dynamo.config.cache_size_limit = 64
+        if hasattr(dynamo.config, "recompile_limit"):
+            dynamo.config.recompile_limit = 64
         flex = torch.compile(flex_attention, dynamic=False)
     rows = []
     for name in args.cases.split(","):
