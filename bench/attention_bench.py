@@ -108,11 +108,13 @@ def flex_mask(c, pattern, n):
 
 
 def git_commit():
+    if os.environ.get("GIT_COMMIT"):  # the device copy's .git may name another commit
+        return os.environ["GIT_COMMIT"]
     try:
         return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True,
                                        cwd=os.path.dirname(os.path.abspath(__file__))).strip()
     except Exception:
-        return os.environ.get("GIT_COMMIT", "unknown")
+        return "unknown"
 
 
 def main():

@@ -9,6 +9,7 @@
 #   SANITIZE=1 runs compute-sanitizer memcheck and racecheck on this build at the end.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+all_args="$*"  # for the summary's command
 final=${1:?out dir}; base=$(cd "${2:?baseline source dir}" && pwd); cases=${3:?cases}
 shift 3
 out=/tmp/ab-logs  # logs and JSON land here; <out> gets a summary and one tarball
@@ -68,9 +69,9 @@ if [[ "${SANITIZE:-0}" == 1 ]]; then  # after the timings: they matter more if t
     grep -E "ERROR SUMMARY|hazard" "$out/sanitize_$tool.log" | tail -2
   done
 fi
-python3 - "$out" >"$final/ab_summary.json" <<'PY'
+AB_COMMAND="bench/run_kernel_ab.sh $all_args" python3 - "$out" >"$final/ab_summary.json" <<'PY'
 import glob, json, os, sys
-res = {}
+res = {"command": os.environ["AB_COMMAND"]}
 for f in sorted(glob.glob(os.path.join(sys.argv[1], "ab_*_2*.json"))):
     d = json.load(open(f))
     tag = os.path.basename(f).rsplit("_", 1)[0]
