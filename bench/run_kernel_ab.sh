@@ -6,7 +6,8 @@
 # usage: bench/run_kernel_ab.sh <out> <base_dir> <cases> [name:VAR=v,VAR2=w ...]
 #   base_dir: e.g. `mkdir .base && git archive main kernels tests/gpu | tar -x -C .base`
 #   (carry it). Env NCU_VARIANT=name profiles that variant on the first case, pattern B;
-#   SANITIZE=1 runs compute-sanitizer memcheck and racecheck on this build at the end.
+#   SANITIZE=1 runs compute-sanitizer memcheck and racecheck on this build at the end;
+#   NO_BASE2=1 skips the second baseline timing.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 all_args="$*"  # for the summary's command
@@ -60,7 +61,7 @@ for v in "${variants[@]}"; do
       "$out/ncu_$name.txt" | head -8
   fi
 done
-bench base2 "$old"
+[[ "${NO_BASE2:-0}" == 1 ]] || bench base2 "$old"
 if [[ "${SANITIZE:-0}" == 1 ]]; then  # after the timings: they matter more if time runs out
   for tool in memcheck racecheck; do
     compute-sanitizer --tool "$tool" --error-exitcode 3 python3 "$test" "$new" --small \
