@@ -5,7 +5,8 @@
 # (ours / raster columns, no peers) on the same card, the baseline again last (drift check).
 # usage: bench/run_kernel_ab.sh <out> <base_dir> <cases> [name:VAR=v,VAR2=w ...]
 #   base_dir: e.g. `mkdir .base && git archive main kernels tests/gpu | tar -x -C .base`
-#   (carry it). Env NCU_VARIANT=name profiles that variant on the first case, pattern B;
+#   (carry it). Env NCU_VARIANT=name profiles that variant on the first case, in each
+#   pattern of NCU_PATTERNS (default "B"; "B X" to compare them);
 #   SANITIZE=1 runs compute-sanitizer memcheck and racecheck on this build at the end;
 #   NO_BASE2=1 skips the second baseline timing.
 set -uo pipefail
@@ -50,15 +51,19 @@ for v in "${variants[@]}"; do
   IFS=, read -r -a envs <<<"${v#*:}"
   bench "$name" "$new" "${envs[@]}"
   if [[ "${NCU_VARIANT:-}" == "$name" ]] && command -v ncu >/dev/null; then
-    env -u OUT "${envs[@]}" ncu --kernel-name regex:attention_fwd_sm90 --launch-skip 3 \
-      --launch-count 1 --set full -o "$out/ncu_$name" python3 "$root/bench/attention_bench.py" \
-      "$new" --cases "${cases%%,*}" --patterns B --no-flex --no-full --no-portable --tag ncu \
-      --out /tmp >"$out/ncu_$name.log" 2>&1
-    ncu -i "$out/ncu_$name.ncu-rep" --page details >"$out/ncu_$name.txt" 2>&1
-    ncu -i "$out/ncu_$name.ncu-rep" --page source --csv --print-source sass \
-      >"$out/ncu_${name}_sass.csv" 2>&1
-    grep -E "Duration|Compute \(SM\) Thro|Issue Slots Busy|Eligible Warps|No Eligible" \
-      "$out/ncu_$name.txt" | head -8
+    for pat in ${NCU_PATTERNS:-B}; do  # one profile per pattern: compare B with X per block
+      tag="ncu_${name}_$pat"
+      env -u OUT "${envs[@]}" ncu --kernel-name regex:attention_fwd_sm90 --launch-skip 3 \
+        --launch-count 1 --set full -o "$out/$tag" python3 "$root/bench/attention_bench.py" \
+        "$new" --cases "${cases%%,*}" --patterns "$pat" --no-flex --no-full --no-portable \
+        --tag ncu --out /tmp >"$out/$tag.log" 2>&1
+      ncu -i "$out/$tag.ncu-rep" --page details >"$out/$tag.txt" 2>&1
+      ncu -i "$out/$tag.ncu-rep" --page source --csv --print-source sass \
+        >"$out/${tag}_sass.csv" 2>&1
+      echo "-- ncu $name ${cases%%,*} $pat"
+      grep -E "^ +(Duration|Compute \(SM\) Thro|Issue Slots Busy|Eligible Warps|L2 Hit Rate |DRAM Throughput)" \
+        "$out/$tag.txt" | head -8
+    done
   fi
 done
 [[ "${NO_BASE2:-0}" == 1 ]] || bench base2 "$old"
