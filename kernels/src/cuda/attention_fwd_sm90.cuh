@@ -158,10 +158,9 @@ __global__ void __launch_bounds__(384, 1)
   bool text_query;
   if (!query_tile<BM>(p, tile, q0, q1, qgroup, text_query)) return;
 
-  constexpr bool tma = kTma;
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {
-      mbar_init(&full[s], tma ? 1 : 128);
+      mbar_init(&full[s], kTma ? 1 : 128);
       mbar_init(&empty[s], 256);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -176,7 +175,7 @@ __global__ void __launch_bounds__(384, 1)
   if (warp >= 8) {
     // Producer warpgroup.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
-    if constexpr (tma) {
+    if constexpr (kTma) {
       // Group-major K/V: each tile is BN consecutive rows, fetched by one thread as D/64
       // swizzled boxes per tensor (rows past the tensor end arrive as zeros; rows past the
       // range end are masked by the consumers). The other producer threads leave.
@@ -365,7 +364,7 @@ __global__ void __launch_bounds__(384, 1)
   auto step = [&](int n, const uint32_t(*pin)[4], uint32_t(*pout)[4]) {
     const int s = n % STAGES;
     mbar_wait(&full[s], (n / STAGES) & 1);
-    if constexpr (!tma) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    if constexpr (!kTma) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     if (p.pingpong) named_sync(3 + wg, 256);  // my turn to issue
     wgmma::fence();
     issue_s(sc, s);
