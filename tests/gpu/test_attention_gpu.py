@@ -72,6 +72,16 @@ def cases(small):
                    valid=[10, 3, 0], B=3, H=1, D=64, dtype=torch.float16))
     cs.append(dict(grid=[1, 1], group=[1, 1], pattern="B", text=5, text_first=True,
                    B=1, H=1, D=64, dtype=torch.bfloat16))
+    # Raster inputs whose key tiles are boxes of the token grid (the sm90 kernel's 5-D TMA
+    # maps): 2-D with batch, text last and padding; 8 x 16 groups; 3-D, batch 1.
+    cs.append(dict(grid=[48, 32], group=[16, 16], pattern="X", text=100, text_first=False,
+                   valid=[70, 20], B=2, H=3, D=128, dtype=torch.float16))
+    cs.append(dict(grid=[16, 64], group=[8, 16], pattern="B", radius=2, text=0, text_first=True,
+                   B=1, H=2, D=64, dtype=torch.bfloat16))
+    cs.append(dict(grid=[8, 16, 24], group=[4, 8, 8], pattern="B", text=40, text_first=False,
+                   valid=[33], B=1, H=2, D=128, dtype=torch.bfloat16))
+    cs.append(dict(grid=[4, 32, 32], group=[2, 8, 8], pattern="X", text=64, text_first=True,
+                   B=1, H=1, D=64, dtype=torch.float16))
     # Random layouts.
     rng = random.Random(1234)
     for i in range(28):

@@ -114,6 +114,32 @@ __device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap* map, i
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(bar))
       : "memory");
 }
+// One TMA box of a 5-D tensor map (raster-order image tokens, see raster_box).
+__device__ __forceinline__ void tma_load_5d(void* dst, const CUtensorMap* map, int c0, int c1,
+                                            int c2, int c3, int c4, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4, %5, %6}], [%7];\n" ::"r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4),
+      "r"(smem_addr(bar))
+      : "memory");
+}
+// Raster coordinates (x0, y0, t0) of the key tile at group-major image position i (a
+// multiple of BN inside one group: ranges start on group boundaries and the launcher
+// checked that BN divides the group size and no group is clipped).
+__host__ __device__ __forceinline__ void raster_box(const Geometry& g, int32_t i, int32_t& x0,
+                                                    int32_t& y0, int32_t& t0) {
+  const int32_t gw = static_cast<int32_t>(g.group[2]), gh = static_cast<int32_t>(g.group[1]);
+  const int32_t gt = static_cast<int32_t>(g.group[0]);
+  const int32_t plane = gw * gh, gs = plane * gt;
+  const int32_t ngw = static_cast<int32_t>(g.ngroups[2]), ngh = static_cast<int32_t>(g.ngroups[1]);
+  const int32_t grp = i / gs, o = i - grp * gs;
+  const int32_t ot = o / plane, oy = (o - ot * plane) / gw;
+  const int32_t gx = grp % ngw, gy = (grp / ngw) % ngh, gz = grp / (ngw * ngh);
+  x0 = gx * gw;
+  y0 = gy * gh + oy;
+  t0 = gz * gt + ot;
+}
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   asm volatile(
       "{\n.reg .pred done;\nWAIT_%=:\n"
@@ -179,16 +205,33 @@ __global__ void __launch_bounds__(384, 1)
       // Group-major K/V: each tile is BN consecutive rows, fetched by one thread as D/64
       // swizzled boxes per tensor (rows past the tensor end arrive as zeros; rows past the
       // range end are masked by the consumers). The other producer threads leave.
+      // Raster input (raster_tma 2 / 3): image tiles are boxes of the token grid through
+      // the 5-D maps, text rows (never permuted) go through the 4-D ones.
       if (warp != 8 || lane != 0) return;
       int32_t k0 = rs;
       for (int n = 0;; ++n) {
         const int s = n % STAGES;
         mbar_wait(&empty[s], ((n / STAGES) & 1) ^ 1);
         mbar_expect_tx(&full[s], 2 * BN * D * sizeof(T));
+        const int32_t i = k0 - p.image_begin;
+        if (p.raster_tma && i >= 0 && i < p.image_tokens) {
+          int32_t x0, y0, t0;
+          raster_box(p.geom, i, x0, y0, t0);
+          // 2: (D, W, H, heads, batch); 3: (D, W, H, T, heads), batch 1.
+          const int c3 = p.raster_tma == 2 ? head : t0, c4 = p.raster_tma == 2 ? b : head;
 #pragma unroll
-        for (int h = 0; h < D / 64; ++h) {
-          tma_load_4d(sK + s * BN * D + h * BN * 64, &p.tma_k, h * 64, k0, head, b, &full[s]);
-          tma_load_4d(sV + s * BN * D + h * BN * 64, &p.tma_v, h * 64, k0, head, b, &full[s]);
+          for (int h = 0; h < D / 64; ++h) {
+            tma_load_5d(sK + s * BN * D + h * BN * 64, &p.tma_k_img, h * 64, x0, y0, c3, c4,
+                        &full[s]);
+            tma_load_5d(sV + s * BN * D + h * BN * 64, &p.tma_v_img, h * 64, x0, y0, c3, c4,
+                        &full[s]);
+          }
+        } else {
+#pragma unroll
+          for (int h = 0; h < D / 64; ++h) {
+            tma_load_4d(sK + s * BN * D + h * BN * 64, &p.tma_k, h * 64, k0, head, b, &full[s]);
+            tma_load_4d(sV + s * BN * D + h * BN * 64, &p.tma_v, h * 64, k0, head, b, &full[s]);
+          }
         }
         k0 += BN;
         if (k0 >= re) {
@@ -448,8 +491,8 @@ __global__ void __launch_bounds__(384, 1)
 
 // Encodes the 4-D TMA maps of K and V (dims D, N, H, B; box 64 x rows) into p; false when the
 // driver lacks the entry point or refuses the strides (the caller then loads by cp.async).
-template <typename T>
-bool encode_kv_maps(AttentionParams& p, int d, int rows) {
+// cuTensorMapEncodeTiled through the runtime (no libcuda link); nullptr if unavailable.
+inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult q{};
@@ -461,9 +504,19 @@ bool encode_kv_maps(AttentionParams& p, int d, int rows) {
     }
     return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
   }();
+  return encode;
+}
+template <typename T>
+CUtensorMapDataType tensor_map_dtype() {
+  return std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                          : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+}
+
+template <typename T>
+bool encode_kv_maps(AttentionParams& p, int d, int rows) {
+  const auto encode = tensor_map_encoder();
   if (encode == nullptr) return false;
-  const auto dtype = std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                                                      : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const auto dtype = tensor_map_dtype<T>();
   const cuuint64_t n = static_cast<cuuint64_t>(p.text_tokens) + p.image_tokens;
   auto one = [&](CUtensorMap* map, const void* base, int64_t sn, int64_t sh, int64_t sb) {
     const cuuint64_t dims[4] = {static_cast<cuuint64_t>(d), n, static_cast<cuuint64_t>(p.heads),
@@ -481,6 +534,58 @@ bool encode_kv_maps(AttentionParams& p, int d, int rows) {
   return one(&p.tma_k, p.k, p.k_sn, p.k_sh, p.k_sb) && one(&p.tma_v, p.v, p.v_sn, p.v_sh, p.v_sb);
 }
 
+// Raster (model-order) image tokens can go by TMA when every key tile is one box of the
+// token grid: no clipped edge groups, BN-row tiles that are whole rows of a group's plane
+// (or whole planes), and at most 5 tensor dims. Returns 2 (2-D grid: dims D, W, H, heads,
+// batch), 3 (3-D grid, batch 1: D, W, H, T, heads) or 0 (cp.async gather).
+inline int raster_tma_mode(const AttentionParams& p, int bn) {
+  const Geometry& g = p.geom;
+  if (g.pattern == Pattern::kFull) return 0;  // full runs on SDPA; its own-kernel path stays
+  for (int a = 0; a < 3; ++a) {
+    if (g.grid[a] % g.group[a] != 0) return 0;
+  }
+  const int64_t plane = g.group[1] * g.group[2], gs = plane * g.group[0];
+  if (gs % bn != 0) return 0;
+  const bool rows_box = plane >= bn ? plane % bn == 0 && bn % g.group[2] == 0
+                                    : bn % plane == 0 && g.group[0] % (bn / plane) == 0;
+  if (!rows_box || p.text_tokens + p.image_tokens >= (int64_t{1} << 31)) return 0;
+  if (g.dims == 2) return 2;
+  return p.batch == 1 ? 3 : 0;
+}
+
+// The 5-D maps of the image part of K and V for raster_tma (see raster_tma_mode).
+template <typename T>
+bool encode_image_maps(AttentionParams& p, int d, int bn) {
+  const Geometry& g = p.geom;
+  const int64_t plane = g.group[1] * g.group[2];
+  const cuuint32_t bw = static_cast<cuuint32_t>(g.group[2]);
+  const cuuint32_t bh = static_cast<cuuint32_t>(plane >= bn ? bn / g.group[2] : g.group[1]);
+  const cuuint32_t bt = static_cast<cuuint32_t>(plane >= bn ? 1 : bn / plane);
+  auto one = [&](CUtensorMap* map, const void* base, int64_t sn, int64_t sh, int64_t sb) {
+    const T* img = static_cast<const T*>(base) + static_cast<int64_t>(p.image_begin) * sn;
+    const cuuint64_t e = sizeof(T);
+    const cuuint64_t w = g.grid[2], h = g.grid[1], t = g.grid[0];
+    cuuint64_t dims[5] = {static_cast<cuuint64_t>(d), w, h, static_cast<cuuint64_t>(p.heads),
+                          static_cast<cuuint64_t>(p.batch)};
+    cuuint64_t strides[4] = {sn * e, w * sn * e, sh * e, sb * e};
+    cuuint32_t box[5] = {64, bw, bh, 1, 1};
+    if (p.raster_tma == 3) {
+      dims[3] = t;
+      dims[4] = static_cast<cuuint64_t>(p.heads);
+      strides[2] = h * w * sn * e;
+      strides[3] = sh * e;
+      box[3] = bt;
+    }
+    const cuuint32_t estr[5] = {1, 1, 1, 1, 1};
+    return tensor_map_encoder()(map, tensor_map_dtype<T>(), 5, const_cast<T*>(img), dims, strides,
+                                box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  };
+  return one(&p.tma_k_img, p.k, p.k_sn, p.k_sh, p.k_sb) &&
+         one(&p.tma_v_img, p.v, p.v_sn, p.v_sh, p.v_sb);
+}
+
 // Returns false (launching nothing) when this binary holds no sm_90a code for the device.
 // Group-major K/V go by TMA (unless p.tma == 0 or the maps cannot be encoded); ping-pong is
 // on by default with TMA (measured faster in every case) and off with cp.async (mixed).
@@ -488,7 +593,10 @@ template <typename T, int D>
 bool launch_attention_sm90(const AttentionParams& p, cudaStream_t stream) {
   using TL = Sm90Tile<D>;
   AttentionParams pl = p;
-  pl.use_tma = p.tma && p.rowmap == nullptr && encode_kv_maps<T>(pl, D, TL::BN);
+  pl.raster_tma = p.rowmap == nullptr ? 0 : raster_tma_mode(p, TL::BN);
+  pl.use_tma = p.tma && (p.rowmap == nullptr || pl.raster_tma) &&
+               encode_kv_maps<T>(pl, D, TL::BN) &&
+               (pl.raster_tma == 0 || encode_image_maps<T>(pl, D, TL::BN));
   if (pl.pingpong < 0) pl.pingpong = pl.use_tma;
   auto kernel = pl.use_tma ? attention_fwd_sm90<T, D, true> : attention_fwd_sm90<T, D, false>;
   cudaFuncAttributes attr{};

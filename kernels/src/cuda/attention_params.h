@@ -58,6 +58,10 @@ struct AttentionParams {
   int32_t tma;
   int32_t use_tma;
   CUtensorMap tma_k, tma_v;
+  // Raster K/V with TMA (the launcher's raster_tma_mode): 0 off, 2 or 3 = which 5-D maps of
+  // the image tokens (the text rows use tma_k / tma_v).
+  int32_t raster_tma;
+  CUtensorMap tma_k_img, tma_v_img;
 };
 
 // Fills rowmap[0, total) (int32, device) from the layout's geometry on `stream`.
