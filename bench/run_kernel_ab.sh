@@ -14,8 +14,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 all_args="$*"  # for the summary's command
 final=${1:?out dir}; base=$(cd "${2:?baseline source dir}" && pwd); cases=${3:?cases}
 shift 3
-out=/tmp/ab-logs  # logs and JSON land here; <out> gets a summary and one tarball
-rm -rf "$out" && mkdir -p "$out"
+out=$final/logs  # logs and JSON land under <out> as they come (a timeout keeps them)
+rep=/tmp/ab-ncu  # ncu reports stay on the host: only their text pages come back
+rm -rf "$out" "$rep" && mkdir -p "$out" "$rep"
 variants=("$@")
 ((${#variants[@]})) || variants=("new:")
 build_one() {  # src build log
@@ -54,11 +55,11 @@ for v in "${variants[@]}"; do
     for pat in ${NCU_PATTERNS:-B}; do  # one profile per pattern: compare B with X per block
       tag="ncu_${name}_$pat"
       env -u OUT "${envs[@]}" ncu --kernel-name regex:attention_fwd_sm90 --launch-skip 3 \
-        --launch-count 1 --set full -o "$out/$tag" python3 "$root/bench/attention_bench.py" \
+        --launch-count 1 --set full -o "$rep/$tag" python3 "$root/bench/attention_bench.py" \
         "$new" --cases "${cases%%,*}" --patterns "$pat" --no-flex --no-full --no-portable \
         --tag ncu --out /tmp >"$out/$tag.log" 2>&1
-      ncu -i "$out/$tag.ncu-rep" --page details >"$out/$tag.txt" 2>&1
-      ncu -i "$out/$tag.ncu-rep" --page source --csv --print-source sass \
+      ncu -i "$rep/$tag.ncu-rep" --page details >"$out/$tag.txt" 2>&1
+      ncu -i "$rep/$tag.ncu-rep" --page source --csv --print-source sass \
         >"$out/${tag}_sass.csv" 2>&1
       echo "-- ncu $name ${cases%%,*} $pat"
       grep -E "^ +(Duration|Compute \(SM\) Thro|Issue Slots Busy|Eligible Warps|L2 Hit Rate |DRAM Throughput)" \
@@ -84,4 +85,4 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], "ab_*_2*.json"))):
     res[tag] = dict(gpu=d["gpu"], commit=d["commit"], rows=d["rows"])
 print(json.dumps(res, indent=1))
 PY
-tar -czf "$final/ab_logs.tgz" -C "$out" .
+tar -czf "$final/ab_logs.tgz" -C "$out" . && rm -rf "$out"
