@@ -183,6 +183,7 @@ __global__ void __launch_bounds__(384, 1)
   int64_t q0, q1, qgroup;
   bool text_query;
   if (!query_tile<BM>(p, tile, q0, q1, qgroup, text_query)) return;
+  if (p.debug_only != 0 && (p.debug_only == 1) != text_query) return;
 
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {

@@ -62,6 +62,9 @@ struct AttentionParams {
   // the image tokens (the text rows use tma_k / tma_v).
   int32_t raster_tma;
   CUtensorMap tma_k_img, tma_v_img;
+  // Diagnostic (sm90, GRAT_DEBUG_ONLY=text|image): 1 runs only the text query tiles, 2 only
+  // the image ones, so a benchmark can time each class of CTA alone. 0: everything.
+  int32_t debug_only;
 };
 
 // Fills rowmap[0, total) (int32, device) from the layout's geometry on `stream`.

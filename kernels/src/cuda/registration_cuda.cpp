@@ -141,6 +141,11 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
     p.pingpong = e == nullptr ? -1 : e[0] == '1';
     const char* t = std::getenv("GRAT_TMA");
     p.tma = t == nullptr || t[0] != '0';
+    const char* d = std::getenv("GRAT_DEBUG_ONLY");  // time one class of query tiles alone
+    p.debug_only = d == nullptr                ? 0
+                   : std::string(d) == "text"  ? 1
+                   : std::string(d) == "image" ? 2
+                                               : 0;
   }
   const int64_t blocks = (static_cast<int64_t>(p.text_tiles) + p.image_tiles) * B * H;
   TORCH_CHECK(blocks < std::numeric_limits<int32_t>::max(),
