@@ -29,7 +29,8 @@ struct Sm90Tile {
   static constexpr int BM = 128, BN = 128, kThreads = 384;
   static constexpr int CH = D / 8;
   static constexpr int kStages = D == 128 ? 3 : 4;
-  static constexpr int kSmemBytes = (BM * D + 2 * kStages * BN * D) * 2 + 1024 + 16 * kStages;
+  // + per stage: full and empty mbarriers and the tile's metadata word (tile_meta).
+  static constexpr int kSmemBytes = (BM * D + 2 * kStages * BN * D) * 2 + 1024 + 20 * kStages;
   // Element offset of (row r, 16-byte chunk c) in a [D/64][rows][64] 128B-swizzled tile.
   template <int ROWS>
   static __device__ __forceinline__ int off(int r, int c) {
@@ -155,6 +156,25 @@ __device__ __forceinline__ void named_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
+// A stage's metadata word: the keys of the tile inside its range (masking past a ragged end;
+// clamped to BN) and whether another tile follows (bit 16).
+template <int BN>
+__device__ __forceinline__ int32_t tile_meta(int32_t keys, int more) {
+  return (keys < BN ? keys : BN) | (more ? 1 << 16 : 0);
+}
+__device__ __forceinline__ int32_t meta_keys(int32_t m) { return m & 0xFFFF; }
+__device__ __forceinline__ bool meta_more(int32_t m) { return (m >> 16) != 0; }
+// The start of the tile after the one at k0 in range [rs, re) (moving to the next range when
+// this one ends); more = 0 when the schedule is exhausted.
+template <int BN>
+__device__ __forceinline__ int32_t next_tile(KeyRangeGen& gen, const Geometry& g, int32_t k0,
+                                             int32_t& rs, int32_t& re, int& more) {
+  k0 += BN;
+  if (k0 < re) return k0;
+  more = gen.next(g, rs, re);
+  return rs;
+}
+
 // Warp-specialised: warps 0-7 are two consumer warpgroups (64 query rows each, wgmma,
 // registers raised to 232), warps 8-11 the producer warpgroup (registers lowered to 40;
 // TMA or cp.async of K/V tiles into a STAGES-deep ring; full/empty mbarriers per stage).
@@ -172,6 +192,7 @@ __global__ void __launch_bounds__(384, 1)
   T* sV = sK + STAGES * BN * D;  // STAGES stages
   uint64_t* full = reinterpret_cast<uint64_t*>(sV + STAGES * BN * D);
   uint64_t* empty = full + STAGES;
+  int32_t* meta = reinterpret_cast<int32_t*>(empty + STAGES);  // per stage, see tile_meta
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   int64_t tile;
@@ -187,21 +208,22 @@ __global__ void __launch_bounds__(384, 1)
 
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {
-      mbar_init(&full[s], kTma ? 1 : 128);
+      mbar_init(&full[s], kTma ? 1 : 129);
       mbar_init(&empty[s], 256);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
 
-  KeyRangeGen gen;
-  gen.init(p, text_query, qgroup, valid);
-  int32_t rs, re;
-  gen.next(p.geom, rs, re);  // every query reads at least its own group / the image
-
   if (warp >= 8) {
-    // Producer warpgroup.
+    // Producer warpgroup: the only one that walks the block schedule. Each stage carries a
+    // metadata word (tile_meta) to the consumers with the tile, so their critical path holds
+    // no schedule arithmetic.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    KeyRangeGen gen;
+    gen.init(p, text_query, qgroup, valid);
+    int32_t rs, re;
+    gen.next(p.geom, rs, re);  // every query reads at least its own group / the image
     if constexpr (kTma) {
       // Group-major K/V: each tile is BN consecutive rows, fetched by one thread as D/64
       // swizzled boxes per tensor (rows past the tensor end arrive as zeros; rows past the
@@ -210,10 +232,13 @@ __global__ void __launch_bounds__(384, 1)
       // the 5-D maps, text rows (never permuted) go through the 4-D ones.
       if (warp != 8 || lane != 0) return;
       int32_t k0 = rs;
-      for (int n = 0;; ++n) {
+      for (int n = 0, more = 1; more; ++n) {
         const int s = n % STAGES;
+        const int32_t lim = re - k0;
+        const int32_t knext = next_tile<BN>(gen, p.geom, k0, rs, re, more);
         mbar_wait(&empty[s], ((n / STAGES) & 1) ^ 1);
-        mbar_expect_tx(&full[s], 2 * BN * D * sizeof(T));
+        meta[s] = tile_meta<BN>(lim, more);
+        mbar_expect_tx(&full[s], 2 * BN * D * sizeof(T));  // release: meta[s] is visible
         const int32_t i = k0 - p.image_begin;
         if (p.raster_tma && i >= 0 && i < p.image_tokens) {
           int32_t x0, y0, t0;
@@ -234,11 +259,7 @@ __global__ void __launch_bounds__(384, 1)
             tma_load_4d(sV + s * BN * D + h * BN * 64, &p.tma_v, h * 64, k0, head, b, &full[s]);
           }
         }
-        k0 += BN;
-        if (k0 >= re) {
-          if (!gen.next(p.geom, rs, re)) break;
-          k0 = rs;
-        }
+        k0 = knext;
       }
       return;
     }
@@ -249,11 +270,17 @@ __global__ void __launch_bounds__(384, 1)
     const int pw = warp - 8;
     constexpr int RPI = 32 / CH;  // rows per warp instruction
     int32_t k0 = rs;
-    for (int n = 0;; ++n) {
+    for (int n = 0, more = 1; more; ++n) {
       const int s = n % STAGES;
       const int32_t mypos = k0 + pw * 32 + lane;
       const int32_t myrow = mypos < re ? mem_row(p.rowmap, mypos) : -1;
+      const int32_t lim = re - k0;
+      const int32_t knext = next_tile<BN>(gen, p.geom, k0, rs, re, more);
       mbar_wait(&empty[s], ((n / STAGES) & 1) ^ 1);
+      if (tid == 256) {
+        meta[s] = tile_meta<BN>(lim, more);
+        mbar_arrive(&full[s]);  // release: meta[s] is visible with the tile
+      }
       T* dk = sK + s * BN * D;
       T* dv = sV + s * BN * D;
       const int c = lane % CH;
@@ -267,11 +294,7 @@ __global__ void __launch_bounds__(384, 1)
         cp_async16(dv + TL::template off<BN>(pw * 32 + r, c), gv + rr * p.v_sn + c * 8, ok);
       }
       mbar_arrive_cp_async(&full[s]);
-      k0 += BN;
-      if (k0 >= re) {
-        if (!gen.next(p.geom, rs, re)) break;
-        k0 = rs;
-      }
+      k0 = knext;
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     return;
@@ -383,32 +406,26 @@ __global__ void __launch_bounds__(384, 1)
 
   // Software pipeline (FlashAttention-3's intra-warpgroup overlap): while the tensor cores
   // run S_n = Q K_n^T and O += P_{n-1} V_{n-1}, this warpgroup computes softmax(S_n).
-  int32_t k0 = rs;
   float sc[BN / 2];
   uint32_t pprev[BN / 16][4];
   float corr[2];
   mbar_wait(&full[0], 0);
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  int32_t m = meta[0];
   wgmma::fence();
   issue_s(sc, 0);
   wgmma::commit();
   wgmma::wait<0>();
-  softmax(sc, re - k0, pprev, corr);
+  softmax(sc, meta_keys(m), pprev, corr);
   int prev_stage = 0;
-  auto advance = [&]() {
-    k0 += BN;
-    if (k0 >= re) {
-      if (!gen.next(p.geom, rs, re)) return false;
-      k0 = rs;
-    }
-    return true;
-  };
+  auto advance = [&]() { return meta_more(m); };
   // One pipeline step on tile n: P_{n-1} comes in `pin`, P_n leaves in `pout` (two register
   // sets used alternately, so no copy sits between the wgmma issues).
   auto step = [&](int n, const uint32_t(*pin)[4], uint32_t(*pout)[4]) {
     const int s = n % STAGES;
     mbar_wait(&full[s], (n / STAGES) & 1);
     if constexpr (!kTma) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    m = meta[s];
     if (p.pingpong) named_sync(3 + wg, 256);  // my turn to issue
     wgmma::fence();
     issue_s(sc, s);
@@ -417,7 +434,7 @@ __global__ void __launch_bounds__(384, 1)
     wgmma::commit();
     if (p.pingpong) named_arrive(3 + (wg ^ 1), 256);  // the other warpgroup's turn
     wgmma::wait<1>();                                 // S_n ready; P_{n-1} V_{n-1} may still run
-    softmax(sc, re - k0, pout, corr);
+    softmax(sc, meta_keys(m), pout, corr);
     wgmma::wait<0>();
     mbar_arrive(&empty[prev_stage]);
     // Rescale O only where some row's max moved (after the first tiles it rarely does).
@@ -550,6 +567,9 @@ inline int raster_tma_mode(const AttentionParams& p, int bn) {
   const bool rows_box = plane >= bn ? plane % bn == 0 && bn % g.group[2] == 0
                                     : bn % plane == 0 && g.group[0] % (bn / plane) == 0;
   if (!rows_box || p.text_tokens + p.image_tokens >= (int64_t{1} << 31)) return 0;
+  // Leading text that does not fill whole tiles merges with the first image range into
+  // tiles that straddle both (not a box).
+  if (p.text_begin == 0 && p.text_tokens % bn != 0) return 0;
   if (g.dims == 2) return 2;
   return p.batch == 1 ? 3 : 0;
 }
