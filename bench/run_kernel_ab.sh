@@ -26,13 +26,13 @@ build_one() {  # src build log
 t0=$SECONDS
 build_one "$root" /tmp/ab-new "$out/build_new.log" &
 pid_new=$!
-build_one "$base" /tmp/ab-base "$out/build_base.log" &
+build_one "$base" "/tmp/ab-base-$(basename "$base")" "$out/build_base.log" &
 pid_base=$!
 wait $pid_new || { echo "new build failed"; grep -E "error" "$out/build_new.log" | head; exit 1; }
 wait $pid_base || { echo "base build failed"; grep -E "error" "$out/build_base.log" | head; exit 1; }
 echo "builds: $((SECONDS - t0)) s"
 new=/tmp/ab-new/kernels/libgrat_kernels.so
-old=/tmp/ab-base/kernels/libgrat_kernels.so
+old="/tmp/ab-base-$(basename "$base")/kernels/libgrat_kernels.so"
 test="$root/tests/gpu/test_attention_gpu.py"
 if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
   python3 "$test" "$new" --errors-only >"$out/gpu_tests.log" 2>&1 &&

@@ -13,8 +13,10 @@
 // loads each tile as TMA boxes (a key tile is BN consecutive rows); 12-14% faster than
 // cp.async on every benchmark case. Raster input: the producer warpgroup gathers 16-byte
 // row chunks through the row map by cp.async (the regroup folded into the loads) and the
-// consumers fence the async proxy before wgmma reads them. Schedule and masking are those
-// of the portable kernel (key_ranges.cuh).
+// consumers fence the async proxy before wgmma reads them. Raster input whose key tiles are
+// boxes of the token grid (raster_tma_mode) goes by TMA too, through 5-D maps. Schedule and
+// masking are those of the portable kernel (key_ranges.cuh); only the producer walks the
+// schedule: each stage carries the tile's key count and a last-tile flag (tile_meta).
 #pragma once
 
 #include "attention_fwd_sm80.cuh"

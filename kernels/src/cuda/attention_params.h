@@ -47,9 +47,6 @@ struct AttentionParams {
   // head-major (all tiles of one (batch, head) back to back: its K/V, ~34 MB at Flux 4096^2,
   // stays in L2 while neighbouring groups read it) or tile-major (all heads of one tile).
   int32_t head_major;
-  // Head-major only: > 0 spreads the text tiles over the launch order (each (batch, head)'s
-  // text tiles, then text_stride image blocks; GRAT_TEXT_SPREAD), instead of all first.
-  int32_t text_stride;
   // sm90: the two consumer warpgroups take turns issuing their matrix products (named
   // barriers, FlashAttention-3's "ping-pong"), so one's softmax runs under the other's GEMMs.
   // -1: the launcher's default (on with TMA loads), 0 / 1: forced (GRAT_PINGPONG).

@@ -153,21 +153,6 @@ struct KeyRangeGen {
 __device__ __forceinline__ void decode_block(const AttentionParams& p, int64_t& tile, int& bh) {
   const int64_t bh_count = static_cast<int64_t>(p.batch) * p.heads;
   const int64_t L = blockIdx.x, text_blocks = static_cast<int64_t>(p.text_tiles) * bh_count;
-  if (p.text_stride > 0 && p.head_major) {
-    // Spread: periods of one (batch, head)'s text tiles followed by text_stride image
-    // blocks, then the remaining image blocks.
-    const int64_t per = p.text_tiles + p.text_stride, j = L / per, r = L % per;
-    int64_t li;
-    if (j < bh_count && r < p.text_tiles) {
-      tile = r;
-      bh = static_cast<int>(j);
-      return;
-    }
-    li = j < bh_count ? j * p.text_stride + (r - p.text_tiles) : L - text_blocks;
-    bh = static_cast<int>(li / p.image_tiles);
-    tile = p.text_tiles + li % p.image_tiles;
-    return;
-  }
   if (L < text_blocks || !p.head_major) {
     tile = L / bh_count;
     bh = static_cast<int>(L % bh_count);

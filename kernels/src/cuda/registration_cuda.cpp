@@ -134,12 +134,6 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
     p.image_tiles = static_cast<int32_t>(p.tiles_per_group * l.geom.num_groups());
   }
   p.head_major = head_major_schedule() ? 1 : 0;
-  if (const char* e = std::getenv("GRAT_TEXT_SPREAD")) {
-    // Text tiles spread over this fraction of the image blocks (A/B switch).
-    const double f = std::atof(e);
-    const int64_t bh = B * H, img = static_cast<int64_t>(p.image_tiles) * bh;
-    if (f > 0 && p.text_tiles > 0) p.text_stride = static_cast<int32_t>(img * f / bh);
-  }
   {
     // A/B switches: GRAT_PINGPONG 0/1 (unset: the sm90 launcher's default), GRAT_TMA=0
     // (cp.async loads instead of TMA).
