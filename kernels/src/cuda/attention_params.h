@@ -47,6 +47,9 @@ struct AttentionParams {
   // head-major (all tiles of one (batch, head) back to back: its K/V, ~34 MB at Flux 4096^2,
   // stays in L2 while neighbouring groups read it) or tile-major (all heads of one tile).
   int32_t head_major;
+  // Group order inside a head: 0 row-major, > 0 panels of this many group rows walked column
+  // by column (key_ranges.cuh's panel_order; GRAT_PANEL).
+  int32_t panel_rows;
   // sm90: the two consumer warpgroups take turns issuing their matrix products (named
   // barriers, FlashAttention-3's "ping-pong"), so one's softmax runs under the other's GEMMs.
   // -1: the launcher's default (on with TMA loads), 0 / 1: forced (GRAT_PINGPONG).

@@ -163,6 +163,18 @@ __device__ __forceinline__ void decode_block(const AttentionParams& p, int64_t& 
   }
 }
 
+// The query group of the i-th group in launch order. panel_rows > 0: within each t, groups
+// go in panels of panel_rows group rows, column by column inside a panel (Triton's grouped
+// order), so the CTAs in flight share their rows' and columns' key groups in L2.
+__device__ __forceinline__ int64_t panel_order(const AttentionParams& p, int64_t i) {
+  if (p.panel_rows <= 0) return i;
+  const int64_t nh = p.geom.ngroups[1], nw = p.geom.ngroups[2], plane = nh * nw;
+  const int64_t t = i / plane, l = i - t * plane, pr = p.panel_rows;
+  const int64_t panel = l / (pr * nw), within = l - panel * pr * nw;
+  const int64_t rows = nh - panel * pr < pr ? nh - panel * pr : pr;
+  return t * plane + (panel * pr + within % rows) * nw + within / rows;
+}
+
 // Query rows [q0, q1) (sequence positions) of query tile `tile` (BM rows), and its query
 // group for image tiles. False for the empty tail tiles of edge groups.
 template <int BM>
@@ -178,7 +190,7 @@ __device__ __forceinline__ bool query_tile(const AttentionParams& p, int64_t til
     q1 = q0 + BM < p.image_begin + p.image_tokens ? q0 + BM : p.image_begin + p.image_tokens;
   } else {
     const int64_t it = tile - p.text_tiles;
-    qgroup = it / p.tiles_per_group;
+    qgroup = panel_order(p, it / p.tiles_per_group);
     const int64_t sub = it % p.tiles_per_group;
     const int64_t gsize = p.geom.group_size(qgroup);
     if (sub * BM >= gsize) return false;  // edge group: fewer tiles than an interior one

@@ -134,6 +134,7 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
     p.image_tiles = static_cast<int32_t>(p.tiles_per_group * l.geom.num_groups());
   }
   p.head_major = head_major_schedule() ? 1 : 0;
+  if (const char* e = std::getenv("GRAT_PANEL")) p.panel_rows = std::atoi(e);  // A/B switch
   {
     // A/B switches: GRAT_PINGPONG 0/1 (unset: the sm90 launcher's default), GRAT_TMA=0
     // (cp.async loads instead of TMA).
