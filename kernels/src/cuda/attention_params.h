@@ -48,7 +48,7 @@ struct AttentionParams {
   // stays in L2 while neighbouring groups read it) or tile-major (all heads of one tile).
   int32_t head_major;
   // Group order inside a head: 0 row-major, > 0 panels of this many group rows walked column
-  // by column (key_ranges.cuh's panel_order; GRAT_PANEL).
+  // by column (key_ranges.cuh's panel_order; the launcher's default: 8 for X, 0 for B).
   int32_t panel_rows;
   // sm90: the two consumer warpgroups take turns issuing their matrix products (named
   // barriers, FlashAttention-3's "ping-pong"), so one's softmax runs under the other's GEMMs.

@@ -134,7 +134,11 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
     p.image_tiles = static_cast<int32_t>(p.tiles_per_group * l.geom.num_groups());
   }
   p.head_major = head_major_schedule() ? 1 : 0;
-  if (const char* e = std::getenv("GRAT_PANEL")) p.panel_rows = std::atoi(e);  // A/B switch
+  // X reads whole group rows and columns: panels of 8 rows share both in L2 (H100, same
+  // call: flux 4096^2 / 8192^2 X 2.5% faster). B reads a compact neighbourhood: row-major
+  // measured as fast or faster. GRAT_PANEL=n overrides (0: row-major).
+  p.panel_rows = l.geom.pattern == Pattern::kX ? 8 : 0;
+  if (const char* e = std::getenv("GRAT_PANEL")) p.panel_rows = std::atoi(e);
   {
     // A/B switches: GRAT_PINGPONG 0/1 (unset: the sm90 launcher's default), GRAT_TMA=0
     // (cp.async loads instead of TMA).
