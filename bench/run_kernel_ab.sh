@@ -8,7 +8,8 @@
 #   (carry it). Env NCU_VARIANT=name profiles that variant on the first case, in each
 #   pattern of NCU_PATTERNS (default "B"; "B X" to compare them);
 #   SANITIZE=1 runs compute-sanitizer memcheck and racecheck on this build at the end;
-#   NO_BASE2=1 skips the second baseline timing, SKIP_TESTS=1 the GPU tests.
+#   NO_BASE2=1 skips the second baseline timing, SKIP_TESTS=1 the GPU tests; GIT_COMMIT and
+#   BASE_COMMIT name the two trees in the JSON (pass them: the device copy's HEAD is stale).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 all_args="$*"  # for the summary's command
@@ -48,7 +49,9 @@ bench() {  # tag lib [env assignments]
   echo "== $tag $* ($((SECONDS - t0)) s)"
   grep -E "^(flux|video)" "$out/ab_$tag.log" | awk '{print $1, $2, $7, $8, $12}'
 }
-bench base "$old"
+# The device copy's git HEAD can be stale: commits come from the caller (GIT_COMMIT for this
+# checkout, BASE_COMMIT for the baseline folder).
+bench base "$old" GIT_COMMIT="${BASE_COMMIT:-base}"
 for v in "${variants[@]}"; do
   name=${v%%:*}
   IFS=, read -r -a envs <<<"${v#*:}"
@@ -69,7 +72,7 @@ for v in "${variants[@]}"; do
     done
   fi
 done
-[[ "${NO_BASE2:-0}" == 1 ]] || bench base2 "$old"
+[[ "${NO_BASE2:-0}" == 1 ]] || bench base2 "$old" GIT_COMMIT="${BASE_COMMIT:-base}"
 if [[ "${SANITIZE:-0}" == 1 ]]; then  # after the timings: they matter more if time runs out
   for tool in memcheck racecheck; do
     compute-sanitizer --tool "$tool" --error-exitcode 3 python3 "$test" "$new" --small \
