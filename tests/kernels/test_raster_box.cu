@@ -24,12 +24,15 @@ Geometry MakeGeometry(int dims, int64_t t, int64_t h, int64_t w, int64_t gt, int
   return g;
 }
 
-int Mode(const Geometry& g, int batch) {
+int Mode(const Geometry& g, int batch, int32_t text = 0, bool text_first = true) {
   AttentionParams p{};
   p.geom = g;
   p.batch = batch;
   p.heads = 1;
+  p.text_tokens = text;
   p.image_tokens = static_cast<int32_t>(g.image_tokens());
+  p.text_begin = text_first ? 0 : p.image_tokens;
+  p.image_begin = text_first ? text : 0;
   return raster_tma_mode(p, kBN);
 }
 
@@ -77,7 +80,13 @@ TEST(RasterBox, LayoutsThatAreNotBoxesKeepTheGather) {
   EXPECT_EQ(Mode(MakeGeometry(2, 1, 30, 50, 1, 10, 10), 1), 0);  // 100 tokens per group
   EXPECT_EQ(Mode(MakeGeometry(2, 1, 48, 48, 1, 16, 24), 1), 0);  // rows of 24: no 128 box
   EXPECT_EQ(Mode(MakeGeometry(3, 8, 16, 24, 4, 8, 8), 2), 0);    // 3-D with batch: 6 dims
-  Geometry full = MakeGeometry(2, 1, 32, 32, 1, 16, 16);
+  const Geometry g = MakeGeometry(2, 1, 32, 32, 1, 16, 16);
+  // Leading text that does not fill whole tiles merges with the first image group into
+  // tiles that straddle both (found on the GPU: 64 leading text tokens).
+  EXPECT_EQ(Mode(g, 1, 64, /*text_first=*/true), 0);
+  EXPECT_EQ(Mode(g, 1, 512, /*text_first=*/true), 2);
+  EXPECT_EQ(Mode(g, 1, 64, /*text_first=*/false), 2);
+  Geometry full = g;
   full.pattern = Pattern::kFull;
   EXPECT_EQ(Mode(full, 1), 0);
 }
