@@ -116,15 +116,11 @@ __global__ void __launch_bounds__(256, 2) attention_fwd_sm80(const __grid_consta
   T* sV = sK + 2 * BN * D;  // 2 stages
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  int64_t tile;
-  int bh;
-  decode_block(p, tile, bh);
-  const int head = bh % p.heads, b = bh / p.heads;
+  CtaTile ct;
+  if (!decode_cta<BM>(p, ct)) return;
+  const int head = ct.head, b = ct.b;
+  const int32_t q0 = ct.q0, q1 = ct.q1;
   const int32_t valid = p.valid_per_batch ? p.valid_per_batch[b] : p.valid_uniform;
-
-  int64_t q0, q1, qgroup;
-  bool text_query;
-  if (!query_tile<BM>(p, tile, q0, q1, qgroup, text_query)) return;
 
   const T* gq = static_cast<const T*>(p.q) + b * p.q_sb + head * p.q_sh;
   const T* gk = static_cast<const T*>(p.k) + b * p.k_sb + head * p.k_sh;
@@ -141,7 +137,7 @@ __global__ void __launch_bounds__(256, 2) attention_fwd_sm80(const __grid_consta
   }
 
   KeyRangeGen gen;
-  gen.init(p, text_query, qgroup, valid);
+  gen.init(p, ct, valid);
   int32_t rs, re;  // current key range
   gen.next(p.geom, rs, re);  // every query reads at least its own group / the image
   int32_t k0 = rs;

@@ -197,16 +197,12 @@ __global__ void __launch_bounds__(384, 1)
   int32_t* meta = reinterpret_cast<int32_t*>(empty + STAGES);  // per stage, see tile_meta
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  int64_t tile;
-  int bh;
-  decode_block(p, tile, bh);
-  const int head = bh % p.heads, b = bh / p.heads;
+  CtaTile ct;
+  if (!decode_cta<BM>(p, ct)) return;
+  if (p.debug_only != 0 && (p.debug_only == 1) != ct.text_query) return;
+  const int head = ct.head, b = ct.b;
+  const int32_t q0 = ct.q0, q1 = ct.q1;
   const int32_t valid = p.valid_per_batch ? p.valid_per_batch[b] : p.valid_uniform;
-
-  int64_t q0, q1, qgroup;
-  bool text_query;
-  if (!query_tile<BM>(p, tile, q0, q1, qgroup, text_query)) return;
-  if (p.debug_only != 0 && (p.debug_only == 1) != text_query) return;
 
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {
@@ -223,7 +219,7 @@ __global__ void __launch_bounds__(384, 1)
     // no schedule arithmetic.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
     KeyRangeGen gen;
-    gen.init(p, text_query, qgroup, valid);
+    gen.init(p, ct, valid);
     int32_t rs, re;
     gen.next(p.geom, rs, re);  // every query reads at least its own group / the image
     if constexpr (kTma) {

@@ -13,6 +13,16 @@
 
 namespace grat::cuda {
 
+// What a CTA works on: its query rows, its (batch, head), and for image tiles of B/X the
+// coordinates of its query group. All 32-bit with the launch's FastDivs (positions and block
+// counts are < 2^31, checked by the launcher).
+struct CtaTile {
+  int32_t q0, q1;  // query rows [q0, q1) (sequence positions)
+  int32_t b, head;
+  int32_t c[3];  // query group (t, h, w) of an image tile of B/X
+  bool text_query;
+};
+
 struct KeyRangeGen {
   // Stage: 0 leading text, 1 image cells, 2 trailing text, 3 done.
   int stage;
@@ -40,8 +50,9 @@ struct KeyRangeGen {
            lt * lh * w * static_cast<int32_t>(g.group[2]);
   }
 
-  __device__ __forceinline__ void init(const AttentionParams& p, bool text_query, int64_t qgroup,
+  __device__ __forceinline__ void init(const AttentionParams& p, const CtaTile& ct,
                                        int32_t valid_text) {
+    const bool text_query = ct.text_query;
     const Geometry& g = p.geom;
     whole_image = text_query || g.pattern == Pattern::kFull;
     text_begin = p.text_begin;
@@ -51,11 +62,9 @@ struct KeyRangeGen {
     has_pend = false;
     stage = 0;
     if (!whole_image) {
-      int64_t c[3];
-      g.group_coords(qgroup, c);
-      a[0] = static_cast<int32_t>(c[0]);
-      a[1] = static_cast<int32_t>(c[1]);
-      a[2] = static_cast<int32_t>(c[2]);
+      a[0] = ct.c[0];
+      a[1] = ct.c[1];
+      a[2] = ct.c[2];
       if (g.pattern == Pattern::kB) {
         const int32_t r = g.radius;
         const int32_t n0 = static_cast<int32_t>(g.ngroups[0]),
@@ -149,54 +158,68 @@ struct KeyRangeGen {
   }
 };
 
-// Query tile index and (batch * heads + head) of this CTA (see AttentionParams::head_major).
-__device__ __forceinline__ void decode_block(const AttentionParams& p, int64_t& tile, int& bh) {
-  const int64_t bh_count = static_cast<int64_t>(p.batch) * p.heads;
-  const int64_t L = blockIdx.x, text_blocks = static_cast<int64_t>(p.text_tiles) * bh_count;
+// Query tile index and (batch * heads + head) of block L (see AttentionParams::head_major).
+__device__ __forceinline__ void decode_block(const AttentionParams& p, uint32_t L, uint32_t& tile,
+                                             uint32_t& bh) {
+  const uint32_t bh_count = p.div_bh.d, text_blocks = p.text_tiles * bh_count;
   if (L < text_blocks || !p.head_major) {
-    tile = L / bh_count;
-    bh = static_cast<int>(L % bh_count);
+    tile = p.div_bh.div(L);
+    bh = L - tile * bh_count;
   } else {
-    const int64_t li = L - text_blocks;
-    bh = static_cast<int>(li / p.image_tiles);
-    tile = p.text_tiles + li % p.image_tiles;
+    const uint32_t li = L - text_blocks;
+    bh = p.div_image_tiles.div(li);
+    tile = p.text_tiles + (li - bh * p.image_tiles);
   }
 }
 
-// The query group of the i-th group in launch order. panel_rows > 0: within each t, groups
+// Coordinates of the i-th query group in launch order. panel_rows > 0: within each t, groups
 // go in panels of panel_rows group rows, column by column inside a panel (Triton's grouped
 // order), so the CTAs in flight share their rows' and columns' key groups in L2.
-__device__ __forceinline__ int64_t panel_order(const AttentionParams& p, int64_t i) {
-  if (p.panel_rows <= 0) return i;
-  const int64_t nh = p.geom.ngroups[1], nw = p.geom.ngroups[2], plane = nh * nw;
-  const int64_t t = i / plane, l = i - t * plane, pr = p.panel_rows;
-  const int64_t panel = l / (pr * nw), within = l - panel * pr * nw;
-  const int64_t rows = nh - panel * pr < pr ? nh - panel * pr : pr;
-  return t * plane + (panel * pr + within % rows) * nw + within / rows;
+__device__ __forceinline__ void group_of(const AttentionParams& p, uint32_t i, int32_t c[3]) {
+  const uint32_t nw = p.div_nw.d;
+  if (p.panel_rows <= 0) {
+    const uint32_t q = p.div_nw.div(i), t = p.div_nh.div(q);
+    c[0] = t;
+    c[1] = q - t * p.div_nh.d;
+    c[2] = i - q * nw;
+    return;
+  }
+  const uint32_t t = p.div_plane.div(i), l = i - t * p.div_plane.d, pr = p.div_pr.d;
+  const uint32_t panel = p.div_panel.div(l), within = l - panel * p.div_panel.d;
+  const uint32_t left = p.div_nh.d - panel * pr, rows = left < pr ? left : pr;
+  const uint32_t w = rows == pr ? p.div_pr.div(within) : within / rows;  // last panel: short
+  c[0] = t;
+  c[1] = panel * pr + (within - w * rows);
+  c[2] = w;
 }
 
-// Query rows [q0, q1) (sequence positions) of query tile `tile` (BM rows), and its query
-// group for image tiles. False for the empty tail tiles of edge groups.
+// Decodes this CTA's tile; false for the empty tail tiles of edge groups.
 template <int BM>
-__device__ __forceinline__ bool query_tile(const AttentionParams& p, int64_t tile, int64_t& q0,
-                                           int64_t& q1, int64_t& qgroup, bool& text_query) {
-  qgroup = 0;
-  text_query = tile < p.text_tiles;
-  if (text_query) {
-    q0 = p.text_begin + tile * BM;
-    q1 = q0 + BM < p.text_begin + p.text_tokens ? q0 + BM : p.text_begin + p.text_tokens;
+__device__ __forceinline__ bool decode_cta(const AttentionParams& p, CtaTile& ct) {
+  uint32_t tile, bh;
+  decode_block(p, blockIdx.x, tile, bh);
+  ct.b = p.div_heads.div(bh);
+  ct.head = bh - ct.b * p.div_heads.d;
+  ct.text_query = tile < static_cast<uint32_t>(p.text_tiles);
+  if (ct.text_query) {
+    ct.q0 = p.text_begin + tile * BM;
+    const int32_t end = p.text_begin + p.text_tokens;
+    ct.q1 = ct.q0 + BM < end ? ct.q0 + BM : end;
   } else if (p.geom.pattern == Pattern::kFull) {
-    q0 = p.image_begin + (tile - p.text_tiles) * BM;
-    q1 = q0 + BM < p.image_begin + p.image_tokens ? q0 + BM : p.image_begin + p.image_tokens;
+    ct.q0 = p.image_begin + (tile - p.text_tiles) * BM;
+    const int32_t end = p.image_begin + p.image_tokens;
+    ct.q1 = ct.q0 + BM < end ? ct.q0 + BM : end;
   } else {
-    const int64_t it = tile - p.text_tiles;
-    qgroup = panel_order(p, it / p.tiles_per_group);
-    const int64_t sub = it % p.tiles_per_group;
-    const int64_t gsize = p.geom.group_size(qgroup);
+    const uint32_t it = tile - p.text_tiles, gi = p.div_tpg.div(it);
+    const int32_t sub = it - gi * p.div_tpg.d;
+    group_of(p, gi, ct.c);
+    const Geometry& g = p.geom;
+    const int32_t gsize = KeyRangeGen::extent(g, 0, ct.c[0]) * KeyRangeGen::extent(g, 1, ct.c[1]) *
+                          KeyRangeGen::extent(g, 2, ct.c[2]);
     if (sub * BM >= gsize) return false;  // edge group: fewer tiles than an interior one
-    const int64_t g0 = p.image_begin + p.geom.group_offset(qgroup);
-    q0 = g0 + sub * BM;
-    q1 = q0 + BM < g0 + gsize ? q0 + BM : g0 + gsize;
+    const int32_t g0 = p.image_begin + KeyRangeGen::offset(g, ct.c[0], ct.c[1], ct.c[2]);
+    ct.q0 = g0 + sub * BM;
+    ct.q1 = ct.q0 + BM < g0 + gsize ? ct.q0 + BM : g0 + gsize;
   }
   return true;
 }

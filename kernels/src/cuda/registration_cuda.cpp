@@ -10,6 +10,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
 #include <string>
@@ -139,6 +140,20 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
   // measured as fast or faster. GRAT_PANEL=n overrides (0: row-major).
   p.panel_rows = l.geom.pattern == Pattern::kX ? 8 : 0;
   if (const char* e = std::getenv("GRAT_PANEL")) p.panel_rows = std::atoi(e);
+  p.panel_rows = std::clamp<int32_t>(p.panel_rows, 0, static_cast<int32_t>(l.geom.ngroups[1]));
+  {
+    const auto u = [](int64_t v) { return cuda::FastDiv::make(static_cast<uint32_t>(v)); };
+    const int64_t nw = l.geom.ngroups[2], nh = l.geom.ngroups[1];
+    p.div_bh = u(B * H);
+    p.div_heads = u(H);
+    p.div_image_tiles = u(p.image_tiles);
+    p.div_tpg = u(p.tiles_per_group);
+    p.div_nw = u(nw);
+    p.div_nh = u(nh);
+    p.div_plane = u(nw * nh);
+    p.div_pr = u(p.panel_rows);
+    p.div_panel = u(p.panel_rows * nw);
+  }
   {
     // A/B switches: GRAT_PINGPONG 0/1 (unset: the sm90 launcher's default), GRAT_TMA=0
     // (cp.async loads instead of TMA).
