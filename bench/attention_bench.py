@@ -13,6 +13,9 @@ timed on group-major inputs (grouped=True, how a model that stays grouped calls 
 and on raster inputs (grouped=False: regrouping folded into the kernel's loads and stores);
 "regroup" is the separate regroup of one tensor (grat::regroup, its CUDA row-copy kernel).
 TFLOP/s count only the (query, key) pairs the mask keeps (4 * D flops each).
+Ours and FlexAttention are timed in alternation (the same clocks and heat for both); the
+dense peers (cuDNN, FA2) run last in each case, since their long full-power runs heat the card
+for whatever is timed next.
 Writes JSON (GPU name, command, git commit, rows) under --out.
 """
 import argparse
@@ -52,6 +55,27 @@ def timeit(fn, reps, warmup=1):
         ts.append(s.elapsed_time(e))
     ts.sort()
     return ts[len(ts) // 2]
+
+
+def timeit_pair(fa, fb, reps, warmup=1):
+    """Medians of fa and fb timed in alternation, so both see the same clocks and heat (timed
+    back to back, whichever ran right after the dense peers was measured on a hotter card)."""
+    for _ in range(warmup):
+        fa()
+        fb()
+    torch.cuda.synchronize()
+    ta, tb = [], []
+    for _ in range(reps):
+        for fn, ts in ((fa, ta), (fb, tb)):
+            s, e = torch.cuda.Event(True), torch.cuda.Event(True)
+            s.record()
+            fn()
+            e.record()
+            torch.cuda.synchronize()
+            ts.append(s.elapsed_time(e))
+    ta.sort()
+    tb.sort()
+    return ta[len(ta) // 2], tb[len(tb) // 2]
 
 
 def kept_pairs(c, pattern):
@@ -150,6 +174,49 @@ def main():
         reps = 20 if n < 40000 else (8 if n < 150000 else 5)
         q, k, v = (torch.randn(1, n, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
         peers = n <= args.peer_max_tokens
+        # Separate regroup of one tensor (grat::regroup: the CUDA row-copy kernel).
+        t_regroup = timeit(lambda: torch.ops.grat.regroup(q, c["grid"], c["group"], 1, c["text"],
+                                                          c["text_first"]), reps)
+        case_rows = []
+        for pat in args.patterns.split(","):
+            r = dict(case=name, pattern=pat, tokens=n)
+            pairs = kept_pairs(c, pat)
+            r["density"] = pairs / (n * n)
+            fl = 4 * pairs * D * H
+
+            op_pat, valid = ("full", [c["text"] // 2]) if pat == "fullpad" else (pat, [])
+
+            def ours(grouped):
+                return torch.ops.grat.attention(q, k, v, c["grid"], c["group"], op_pat, 1,
+                                                c["text"], c["text_first"], valid, grouped)
+            if op_pat == "full":  # default: SDPA (dense_full.cpp); also time our kernel
+                os.environ["GRAT_FULL_KERNEL"] = "own"
+                r["ours_own_full"] = timeit(lambda: ours(True), reps)
+                os.environ["GRAT_FULL_KERNEL"] = "sdpa"
+            if peers and flex is not None and pat in ("B", "X"):
+                # Ours and FlexAttention with the identical mask, timed in alternation.
+                qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+                bm = flex_mask(c, pat, n)
+                r["flex_density"] = 1 - bm.sparsity() / 100
+                r["ours_grouped"], r["flex"] = timeit_pair(
+                    lambda: ours(True), lambda: flex(qt, kt, vt, block_mask=bm), reps)
+                r["flex_tflops"] = fl / r["flex"] / 1e9
+                # Same function? (ours takes [B,N,H,D], flex [B,H,N,D])
+                o1 = ours(True).float()
+                o2 = flex(qt, kt, vt, block_mask=bm).transpose(1, 2).float()
+                r["rel_diff_vs_flex"] = ((o1 - o2).norm() / o2.norm()).item()
+                del bm, o1, o2
+            else:
+                r["ours_grouped"] = timeit(lambda: ours(True), reps)
+            r["ours_raster"] = timeit(lambda: ours(False), reps)
+            if torch.cuda.get_device_capability()[0] == 9 and not args.no_portable:
+                os.environ["GRAT_FORCE_PORTABLE"] = "1"
+                r["ours_portable"] = timeit(lambda: ours(True), reps)
+                os.environ["GRAT_FORCE_PORTABLE"] = "0"
+            r["ours_tflops"] = fl / r["ours_grouped"] / 1e9
+            r["regroup_one_tensor"] = t_regroup
+            case_rows.append(r)
+        # Dense peers last: their long full-power runs heat the card for whatever comes next.
         full = {}
         if peers and not args.no_full:
             qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
@@ -164,43 +231,8 @@ def main():
                     full[pname + "_tflops"] = flops / t / 1e9
                 except Exception as ex:  # noqa: BLE001
                     print(f"{pname} failed: {str(ex)[:200]}")
-        # Separate regroup of one tensor (grat::regroup: the CUDA row-copy kernel).
-        t_regroup = timeit(lambda: torch.ops.grat.regroup(q, c["grid"], c["group"], 1, c["text"],
-                                                          c["text_first"]), reps)
-        for pat in args.patterns.split(","):
-            r = dict(case=name, pattern=pat, tokens=n, **full)
-            pairs = kept_pairs(c, pat)
-            r["density"] = pairs / (n * n)
-            fl = 4 * pairs * D * H
-
-            op_pat, valid = ("full", [c["text"] // 2]) if pat == "fullpad" else (pat, [])
-
-            def ours(grouped):
-                return torch.ops.grat.attention(q, k, v, c["grid"], c["group"], op_pat, 1,
-                                                c["text"], c["text_first"], valid, grouped)
-            if op_pat == "full":  # default: SDPA (dense_full.cpp); also time our kernel
-                os.environ["GRAT_FULL_KERNEL"] = "own"
-                r["ours_own_full"] = timeit(lambda: ours(True), reps)
-                os.environ["GRAT_FULL_KERNEL"] = "sdpa"
-            r["ours_grouped"] = timeit(lambda: ours(True), reps)
-            r["ours_raster"] = timeit(lambda: ours(False), reps)
-            if torch.cuda.get_device_capability()[0] == 9 and not args.no_portable:
-                os.environ["GRAT_FORCE_PORTABLE"] = "1"
-                r["ours_portable"] = timeit(lambda: ours(True), reps)
-                os.environ["GRAT_FORCE_PORTABLE"] = "0"
-            r["ours_tflops"] = fl / r["ours_grouped"] / 1e9
-            r["regroup_one_tensor"] = t_regroup
-            if peers and flex is not None and pat in ("B", "X"):
-                qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
-                bm = flex_mask(c, pat, n)
-                r["flex_density"] = 1 - bm.sparsity() / 100
-                r["flex"] = timeit(lambda: flex(qt, kt, vt, block_mask=bm), reps)
-                r["flex_tflops"] = fl / r["flex"] / 1e9
-                # Same function? (ours takes [B,N,H,D], flex [B,H,N,D])
-                o1 = ours(True).float()
-                o2 = flex(qt, kt, vt, block_mask=bm).transpose(1, 2).float()
-                r["rel_diff_vs_flex"] = ((o1 - o2).norm() / o2.norm()).item()
-                del bm
+        for r in case_rows:
+            r.update(full)
             if "cudnn" in r:
                 r["speedup_vs_cudnn"] = r["cudnn"] / r["ours_grouped"]
             if "flex" in r:
