@@ -59,14 +59,16 @@ def timeit(fn, reps, warmup=1):
 
 def timeit_pair(fa, fb, reps, warmup=1):
     """Medians of fa and fb timed in alternation, so both see the same clocks and heat (timed
-    back to back, whichever ran right after the dense peers was measured on a hotter card)."""
+    back to back, whichever ran right after the dense peers was measured on a hotter card).
+    The order swaps every repetition (A B, B A, ...): each runs after the other as often as
+    after itself, so neither inherits more of the other's heat."""
     for _ in range(warmup):
         fa()
         fb()
     torch.cuda.synchronize()
     ta, tb = [], []
-    for _ in range(reps):
-        for fn, ts in ((fa, ta), (fb, tb)):
+    for i in range(reps):
+        for fn, ts in ((fa, ta), (fb, tb)) if i % 2 == 0 else ((fb, tb), (fa, ta)):
             s, e = torch.cuda.Event(True), torch.cuda.Event(True)
             s.record()
             fn()
