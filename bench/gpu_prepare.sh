@@ -19,3 +19,14 @@ grat_prepare() {
   (cd "$src" && GRAT_OPS_LIB="$lib" python3 -m models.export "$@") >"$out/export.log" 2>&1 &
   export_pid=$!
 }
+
+# The engine suites' set-up (run_gpu_suite.sh, run_kernel_suite.sh): the default GPU build in
+# /tmp/grat-suite and the full-size FLUX.1-dev bundle (random bf16) exported from it.
+#   grat_prepare_flux_suite OUT
+# Sets $build and $bundle besides grat_prepare's $lib and $export_pid.
+grat_prepare_flux_suite() {
+  build=/tmp/grat-suite
+  bundle=/tmp/flux-dev-bundle
+  grat_prepare "$1" "$build" "$GRAT_GPU_CMAKE_ARGS" --preset flux-dev --device cuda --dtype bf16 \
+    --no-check --out "$bundle"
+}

@@ -11,10 +11,7 @@ out=${1:?out dir}; commit=${2:?commit}
 step_res=${3:-1024,2048,4096,8192}; images=${4:-1024:auto,4096:B}
 source "$root/scripts/gpu_host_env.sh"
 source "$root/bench/gpu_prepare.sh"
-build=/tmp/grat-suite
-bundle=/tmp/flux-dev-bundle
-grat_prepare "$out" "$build" "$GRAT_GPU_CMAKE_ARGS" --preset flux-dev --device cuda --dtype bf16 \
-  --no-check --out "$bundle" || exit 1
+grat_prepare_flux_suite "$out" || exit 1
 ninja -C "$build" engine_bench >"$out/build.log" 2>&1 || { grep -E "error|FAILED" "$out/build.log" | head; exit 1; }
 echo "== error-path probe (integer in a TORCH_CHECK message)"
 for dev in cpu cuda; do

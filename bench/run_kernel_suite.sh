@@ -11,10 +11,7 @@ out=${1:?out dir}; commit=${2:?commit}
 cases=${3:-flux4096,video32,flux2048}; patterns=${4:-B,X}
 source "$root/scripts/gpu_host_env.sh"
 source "$root/bench/gpu_prepare.sh"
-build=/tmp/grat-suite
-bundle=/tmp/flux-dev-bundle
-grat_prepare "$out" "$build" "$GRAT_GPU_CMAKE_ARGS" --preset flux-dev --device cuda --dtype bf16 \
-  --no-check --out "$bundle" || exit 1
+grat_prepare_flux_suite "$out" || exit 1
 ninja -C "$build" engine_bench >"$out/build.log" 2>&1 &
 build_pid=$!
 echo "== GPU tests (kernels of this build)"
