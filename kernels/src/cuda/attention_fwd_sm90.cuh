@@ -202,7 +202,6 @@ __global__ void __launch_bounds__(384, 1)
   if (p.debug_only != 0 && (p.debug_only == 1) != ct.text_query) return;
   const int head = ct.head, b = ct.b;
   const int32_t q0 = ct.q0, q1 = ct.q1;
-  const int32_t valid = p.valid_per_batch ? p.valid_per_batch[b] : p.valid_uniform;
 
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {
@@ -218,6 +217,8 @@ __global__ void __launch_bounds__(384, 1)
     // metadata word (tile_meta) to the consumers with the tile, so their critical path holds
     // no schedule arithmetic.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    // Valid text tokens of this batch item: only the schedule needs them.
+    const int32_t valid = p.valid_per_batch ? p.valid_per_batch[b] : p.valid_uniform;
     KeyRangeGen gen;
     gen.init(p, ct, valid);
     int32_t rs, re;
