@@ -47,6 +47,12 @@ __device__ __forceinline__ uint64_t smem_desc(const void* ptr, uint32_t lbo, uin
          (static_cast<uint64_t>((lbo >> 4) & 0x3FFF) << 16) |
          (static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32) | (uint64_t{1} << 62);
 }
+// A descriptor from its two halves. The start address sits in the low 14 bits in 16-byte
+// units and never carries (shared addresses < 256 KiB), so a tile's descriptors are a base
+// low word plus constants: no per-wgmma address arithmetic or register moves.
+__device__ __forceinline__ uint64_t desc_at(uint32_t lo, uint32_t hi) {
+  return (static_cast<uint64_t>(hi) << 32) | lo;
+}
 
 template <typename T, int N>
 __device__ __forceinline__ void wg_ss(float* d, uint64_t da, uint64_t db, int scale_d) {
@@ -163,6 +169,14 @@ __device__ __forceinline__ void named_arrive(int id, int threads) {
 template <int BN>
 __device__ __forceinline__ int32_t tile_meta(int32_t keys, int more) {
   return (keys < BN ? keys : BN) | (more ? 1 << 16 : 0);
+}
+// Read by every consumer thread, broadcast from lane 0: the loop's exit test is then
+// warp-uniform for the compiler, which keeps the stage index and descriptors in uniform
+// registers.
+__device__ __forceinline__ int32_t read_meta(const int32_t* meta, int s) {
+  int32_t v;
+  asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(smem_addr(meta + s)) : "memory");
+  return __shfl_sync(0xffffffffu, v, 0);
 }
 __device__ __forceinline__ int32_t meta_keys(int32_t m) { return m & 0xFFFF; }
 __device__ __forceinline__ bool meta_more(int32_t m) { return (m >> 16) != 0; }
@@ -301,7 +315,9 @@ __global__ void __launch_bounds__(384, 1)
 
   // Consumers: warpgroup wg owns query rows [wg * 64, wg * 64 + 64) of the tile.
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
-  const int wg = warp >> 2, wrow = (warp & 3) * 16;
+  // Broadcast so the compiler knows wg is warp-uniform: the descriptors below then live in
+  // uniform registers.
+  const int wg = __shfl_sync(0xffffffffu, warp >> 2, 0), wrow = (warp & 3) * 16;
   {
     const T* gq = static_cast<const T*>(p.q) + b * p.q_sb + head * p.q_sh;
     const int t = tid & 127;
@@ -326,13 +342,20 @@ __global__ void __launch_bounds__(384, 1)
   const float sl2 = p.scale_log2;
   const int col0 = (lane & 3) * 2;
 
+  // Descriptor low words of this warpgroup's Q rows, K and V stage 0 (units of 16 bytes);
+  // every descriptor shares the high word (stride 1024 bytes, 128-byte swizzle).
+  const uint64_t dq = smem_desc(sQ + wg * 64 * 64, 16, 1024);
+  const uint32_t q_lo = static_cast<uint32_t>(dq), d_hi = static_cast<uint32_t>(dq >> 32);
+  const uint32_t k_lo = static_cast<uint32_t>(smem_desc(sK, 16, 1024));
+  const uint32_t v_lo = static_cast<uint32_t>(smem_desc(sV, BN * 64 * 2, 1024));
+  constexpr uint32_t kStageU = BN * D * 2 / 16;  // one K or V stage in descriptor units
   auto issue_s = [&](float* sc, int stage) {
-    const T* cK = sK + stage * BN * D;
+    const uint32_t kb = k_lo + stage * kStageU;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      const uint64_t da =
-          smem_desc(sQ + (kk >> 2) * BM * 64 + wg * 64 * 64 + (kk & 3) * 16, 16, 1024);
-      const uint64_t db = smem_desc(cK + (kk >> 2) * BN * 64 + (kk & 3) * 16, 16, 1024);
+      // 16-key slice kk: 64-column half kk / 4, 32-byte step kk % 4 inside the swizzle atom.
+      const uint64_t da = desc_at(q_lo + ((kk >> 2) * BM * 64 * 2 + (kk & 3) * 32) / 16, d_hi);
+      const uint64_t db = desc_at(kb + ((kk >> 2) * BN * 64 * 2 + (kk & 3) * 32) / 16, d_hi);
       if (kk == 0) {
         wg_ss0<T, BN>(sc, da, db);
       } else {
@@ -341,11 +364,11 @@ __global__ void __launch_bounds__(384, 1)
     }
   };
   auto issue_pv = [&](const uint32_t(*pa)[4], int stage) {
-    const T* cV = sV + stage * BN * D;
+    const uint32_t vb = v_lo + stage * kStageU;
 #pragma unroll
     for (int j = 0; j < BN / 16; ++j) {
       // V rows j*16.., MN-major: 64-wide d blocks BN*64 elements apart, 8-key blocks 1 KiB apart.
-      wg_rs_tb<T, D>(o, pa[j], smem_desc(cV + j * 16 * 64, BN * 64 * 2, 1024));
+      wg_rs_tb<T, D>(o, pa[j], desc_at(vb + j * 16 * 64 * 2 / 16, d_hi));
     }
   };
   // Online softmax of one S tile: masks keys >= lim, updates m/l, returns the O rescale
@@ -410,7 +433,7 @@ __global__ void __launch_bounds__(384, 1)
   float corr[2];
   mbar_wait(&full[0], 0);
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-  int32_t m = meta[0];
+  int32_t m = read_meta(meta, 0);
   wgmma::fence();
   issue_s(sc, 0);
   wgmma::commit();
@@ -424,7 +447,7 @@ __global__ void __launch_bounds__(384, 1)
     const int s = n % STAGES;
     mbar_wait(&full[s], (n / STAGES) & 1);
     if constexpr (!kTma) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    m = meta[s];
+    m = read_meta(meta, s);
     if (p.pingpong) named_sync(3 + wg, 256);  // my turn to issue
     wgmma::fence();
     issue_s(sc, s);
