@@ -244,11 +244,12 @@ def main():
         del q, k, v
         torch.cuda.empty_cache()
 
+    now = datetime.datetime.now(datetime.timezone.utc)
     res = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__,
                command=" ".join([os.path.basename(sys.executable)] + sys.argv),
-               commit=git_commit(), date=datetime.datetime.utcnow().isoformat() + "Z", rows=rows)
+               commit=git_commit(), date=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), rows=rows)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"{args.tag}_{datetime.datetime.utcnow():%Y%m%dT%H%M%S}.json")
+    path = os.path.join(args.out, f"{args.tag}_{now:%Y%m%dT%H%M%S}.json")
     json.dump(res, open(path, "w"), indent=1)
     if os.environ.get("OUT"):
         json.dump(res, open(os.path.join(os.environ["OUT"], args.tag + ".json"), "w"), indent=1)
