@@ -528,8 +528,6 @@ __global__ void __launch_bounds__(384, 1)
 #endif
 }
 
-// Encodes the 4-D TMA maps of K and V (dims D, N, H, B; box 64 x rows) into p; false when the
-// driver lacks the entry point or refuses the strides (the caller then loads by cp.async).
 // cuTensorMapEncodeTiled through the runtime (no libcuda link); nullptr if unavailable.
 inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
@@ -545,17 +543,28 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   }();
   return encode;
 }
-template <typename T>
-CUtensorMapDataType tensor_map_dtype() {
-  return std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                                          : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-}
 
+// One tiled map of T elements in the consumers' smem layout (128-byte swizzle, dense element
+// strides, 256-byte L2 promotion); false when the driver lacks the entry point or refuses the
+// dims / strides. strides[i]: bytes between consecutive indices of dim i + 1.
 template <typename T>
-bool encode_kv_maps(AttentionParams& p, int d, int rows) {
+bool encode_tiled_map(CUtensorMap* map, const void* base, cuuint32_t rank, const cuuint64_t* dims,
+                      const cuuint64_t* strides, const cuuint32_t* box) {
   const auto encode = tensor_map_encoder();
   if (encode == nullptr) return false;
-  const auto dtype = tensor_map_dtype<T>();
+  const cuuint32_t estr[5] = {1, 1, 1, 1, 1};
+  const auto dtype = std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                      : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  return encode(map, dtype, rank, const_cast<void*>(base), dims, strides, box, estr,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// Encodes the 4-D TMA maps of K and V (dims D, N, H, B; box 64 x rows) into p; false when
+// they cannot be encoded (the caller then loads by cp.async).
+template <typename T>
+bool encode_kv_maps(AttentionParams& p, int d, int rows) {
   const cuuint64_t n = static_cast<cuuint64_t>(p.text_tokens) + p.image_tokens;
   auto one = [&](CUtensorMap* map, const void* base, int64_t sn, int64_t sh, int64_t sb) {
     const cuuint64_t dims[4] = {static_cast<cuuint64_t>(d), n, static_cast<cuuint64_t>(p.heads),
@@ -564,11 +573,7 @@ bool encode_kv_maps(AttentionParams& p, int d, int rows) {
                                    static_cast<cuuint64_t>(sh) * sizeof(T),
                                    static_cast<cuuint64_t>(sb) * sizeof(T)};
     const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(rows), 1, 1};
-    const cuuint32_t estr[4] = {1, 1, 1, 1};
-    return encode(map, dtype, 4, const_cast<void*>(base), dims, strides, box, estr,
-                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    return encode_tiled_map<T>(map, base, 4, dims, strides, box);
   };
   return one(&p.tma_k, p.k, p.k_sn, p.k_sh, p.k_sb) && one(&p.tma_v, p.v, p.v_sn, p.v_sh, p.v_sb);
 }
@@ -618,11 +623,7 @@ bool encode_image_maps(AttentionParams& p, int d, int bn) {
       strides[3] = sh * e;
       box[3] = bt;
     }
-    const cuuint32_t estr[5] = {1, 1, 1, 1, 1};
-    return tensor_map_encoder()(map, tensor_map_dtype<T>(), 5, const_cast<T*>(img), dims, strides,
-                                box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    return encode_tiled_map<T>(map, img, 5, dims, strides, box);
   };
   return one(&p.tma_k_img, p.k, p.k_sn, p.k_sh, p.k_sb) &&
          one(&p.tma_v_img, p.v, p.v_sn, p.v_sh, p.v_sb);
