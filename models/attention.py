@@ -154,7 +154,9 @@ class FluxAttention(nn.Module):
 
 
 class JointAttention(FluxAttention):
-    """Double-stream attention: returns (image_out, text_out) after their projections."""
+    """Double-stream attention: returns (image_out, text_out) after their projections. The
+    joint sequence is [text, image] or, with ``layout.text_first`` False, [image, text]; cos/sin
+    cover it in that order."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, eps: float = 1e-6):
         super().__init__(dim, heads, head_dim, True, eps)
@@ -165,13 +167,19 @@ class JointAttention(FluxAttention):
         cq = self.norm_added_q(self._split(self.add_q_proj(ctx)))
         ck = self.norm_added_k(self._split(self.add_k_proj(ctx)))
         cv = self._split(self.add_v_proj(ctx))
-        q = apply_rope(torch.cat([cq, q], dim=1), cos, sin)
-        k = apply_rope(torch.cat([ck, k], dim=1), cos, sin)
-        v = torch.cat([cv, v], dim=1)
-        out = grat_attention(q, k, v, layout).flatten(2)
         t = ctx.shape[1]
-        img = out[:, t:]
-        txt = out[:, :t]
+        if layout.text_first:
+            q = apply_rope(torch.cat([cq, q], dim=1), cos, sin)
+            k = apply_rope(torch.cat([ck, k], dim=1), cos, sin)
+            v = torch.cat([cv, v], dim=1)
+        else:
+            q = apply_rope(torch.cat([q, cq], dim=1), cos, sin)
+            k = apply_rope(torch.cat([k, ck], dim=1), cos, sin)
+            v = torch.cat([v, cv], dim=1)
+        out = grat_attention(q, k, v, layout).flatten(2)
+        n = out.shape[1] - t
+        img = out[:, t:] if layout.text_first else out[:, :n]
+        txt = out[:, :t] if layout.text_first else out[:, n:]
         for proj in self.to_out:
             img = proj(img)
         return img, self.to_add_out(txt)
