@@ -23,7 +23,7 @@ from typing import Any, Dict
 
 import torch
 
-from models import bundle
+from models import bundle, export_video
 from models.clip import CLIPTextEncoder, load_clip_checkpoint
 from models.encoder_configs import preset as encoder_preset
 from models.flux import (build_flux, build_flux_random, load_flux_checkpoint, random_init_,
@@ -107,13 +107,24 @@ def _encoder_configs(p: Dict[str, Any], tok: Dict[str, str]):
 def export(preset_name: str, out: str, checkpoint: str = None, dtype: str = "fp32",
            device: str = "cpu", seed: int = 0, transformer_only: bool = False,
            check: bool = True) -> str:
-    if preset_name not in PRESETS:
-        raise SystemExit(f"export: unknown preset {preset_name!r}; known: {', '.join(PRESETS)}")
+    if preset_name not in PRESETS and preset_name not in export_video.PRESETS:
+        raise SystemExit(f"export: unknown preset {preset_name!r}; known: "
+                         f"{', '.join(list(PRESETS) + list(export_video.PRESETS))}")
     if dtype not in DTYPES:
         raise SystemExit(f"export: --dtype must be one of {', '.join(DTYPES)}")
     if checkpoint is not None and not os.path.isdir(checkpoint):
         raise SystemExit(f"export: --checkpoint {checkpoint} is not a folder")
     load_grat_ops()
+    if preset_name in export_video.PRESETS:
+        os.makedirs(out, exist_ok=True)
+        torch.manual_seed(seed)
+        p = export_video.PRESETS[preset_name]
+        export_video.export_transformer(p, out, checkpoint, DTYPES[dtype], device, seed,
+                                        FILES["transformer"])
+        if transformer_only:
+            print(f"export: transformer only -> {out} (not a servable bundle)")
+            return out
+        raise SystemExit("export: video bundles need --transformer-only for now")
     p, dt = PRESETS[preset_name], DTYPES[dtype]
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(seed)
@@ -181,7 +192,8 @@ def check_bundle(folder: str) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Write a GRATServe model bundle.")
-    ap.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    ap.add_argument("--preset", required=True,
+                    choices=sorted(list(PRESETS) + list(export_video.PRESETS)))
     ap.add_argument("--out", required=True)
     ap.add_argument("--checkpoint", help="diffusers-format pipeline folder (default: random)")
     ap.add_argument("--dtype", default=None, choices=sorted(DTYPES),
@@ -192,7 +204,8 @@ def main(argv=None) -> int:
                     help="write only transformer.pt (benchmarks)")
     ap.add_argument("--no-check", action="store_true")
     a = ap.parse_args(argv)
-    dtype = a.dtype or ("fp32" if PRESETS[a.preset]["tiny"] else "bf16")
+    tiny = {**PRESETS, **export_video.PRESETS}[a.preset]["tiny"]
+    dtype = a.dtype or ("fp32" if tiny else "bf16")
     export(a.preset, a.out, a.checkpoint, dtype, a.device, a.seed, a.transformer_only,
            not a.no_check)
     return 0

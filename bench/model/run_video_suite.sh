@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# On a CUDA host: the full-size HunyuanVideo transformer forward (ours from C++ TorchScript, and
+# the diffusers + FlexAttention peer) as one background chain that survives between device calls.
+#   bench/model/run_video_suite.sh start COMMIT [grids] [patterns] [reps]
+#   bench/model/run_video_suite.sh wait SECONDS     # copies the logs and JSON into $OUT
+# The peer needs diffusers: carry .whl/ (diffusers, importlib_metadata wheels).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=/tmp/gv; logs=/tmp/gv-out
+case "${1:?start|wait}" in
+start)
+  commit=${2:?commit}
+  rm -rf "$work/src" && mkdir -p "$work" "$logs" && cp -r "$root" "$work/src"
+  cat >"$work/chain.sh" <<CHAIN
+set -x
+cd $work/src
+nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv
+cmake -S bench/model -B $work/build -G Ninja -DCMAKE_CUDA_ARCHITECTURES=90a >/dev/null
+ninja -C $work/build video_forward || exit 1
+export GRAT_OPS_LIB=$work/build/gpu/kernels/libgrat_kernels.so
+python3 -m models.export --preset hunyuan-video --transformer-only --device cuda --dtype bf16 \
+  --out $work/hv || exit 1
+$work/build/video_forward $work/hv/transformer.pt $logs/video_forward.json $commit \
+  ${3:-32x48x80,33x45x80} ${4:-full,full@77,B,X} ${5:-2}
+rm -rf $work/hv
+python3 -m pip install -q --no-index --no-deps --no-compile --target $work/site .whl/*.whl
+PYTHONPATH=$work/site GIT_COMMIT=$commit REPS=1 OUT=$logs python3 bench/model/video_peer.py
+echo SUITE-DONE
+CHAIN
+  setsid bash "$work/chain.sh" >"$logs/suite.log" 2>&1 < /dev/null &
+  echo "started"
+  ;;
+wait)
+  limit=${2:?seconds}; start=$(date +%s)
+  while ! grep -q SUITE-DONE "$logs/suite.log" 2>/dev/null && pgrep -f "$work/chain.sh" >/dev/null; do
+    [ $(( $(date +%s) - start )) -ge "$limit" ] && break
+    sleep 5
+  done
+  cp "$logs"/* "${OUT:-/tmp}/" 2>/dev/null || true
+  grep -v '^\[' "$logs/suite.log" | tail -40
+  ;;
+esac
