@@ -52,9 +52,10 @@ args = dict(hidden_states=torch.randn(1, 16, Tt, Hh * 2, Ww * 2, device="cuda") 
             timestep=torch.tensor([500], device="cuda"), encoder_hidden_states=torch.randn(1, TXT, 4096, device="cuda") * 0.5,
             encoder_attention_mask=torch.ones(1, TXT, device="cuda", dtype=torch.bool),
             pooled_projections=torch.randn(1, 768, device="cuda"), guidance=torch.tensor([6000.0], device="cuda"), return_dict=False)
-S["bm"] = {"B": block_mask("B"), "X": block_mask("X")}
+MODES = os.environ.get("MODES", "B,X,full-nomask,full").split(",")
+S["bm"] = {m: block_mask(m) for m in ("B", "X") if m in MODES}
 out = {"latent_tokens": [Tt, Hh, Ww], "tokens": NV + TXT}
-for mode in ["B", "X", "full-nomask", "full"]:
+for mode in MODES:
     S["mode"] = mode
     with torch.inference_mode():
         model(**args); torch.cuda.synchronize()

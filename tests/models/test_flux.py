@@ -161,12 +161,17 @@ def test_token_chunks_match_diffusers():
         ours, d, 6, 5, "B", 2, 2, 1)) < 1e-6
 
 
-def test_rope_in_chunks_equals_one_pass():
+def test_rope_op_equals_diffusers_bitwise():
+    # grat::rope (one pass on CUDA) against diffusers' apply_rotary_emb, also through a script.
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 23, 3, 8, generator=g).to(torch.bfloat16)
-    cos, sin = torch.randn(23, 8, generator=g), torch.randn(23, 8, generator=g)
-    assert torch.equal(apply_rope(x, cos, sin, chunk=5), apply_rope(x, cos, sin))
-    assert torch.equal(torch.jit.script(apply_rope)(x, cos, sin, 4), apply_rope(x, cos, sin))
+    for dtype in (torch.bfloat16, torch.float32):
+        x = torch.randn(2, 23, 3, 8, generator=g).to(dtype)
+        cos, sin = torch.randn(23, 8, generator=g), torch.randn(23, 8, generator=g)
+        expect = apply_rotary_emb(x, (cos, sin), sequence_dim=1)
+        assert torch.equal(apply_rope(x, cos, sin), expect)
+        assert torch.equal(torch.jit.script(apply_rope)(x, cos, sin), expect)
+    with pytest.raises(RuntimeError, match="cos and sin must be"):
+        apply_rope(x, cos[:5], sin)
 
 
 def test_schnell_matches_diffusers_and_ignores_guidance():

@@ -16,8 +16,10 @@
 #include <string>
 
 #include "../internal.h"
+#include "../rope.h"
 #include "attention_params.h"
 #include "dense_full.h"
+#include "rope_cuda.h"
 
 namespace grat {
 namespace {
@@ -217,6 +219,30 @@ at::Tensor permute_cuda(const at::Tensor& x_in, c10::IntArrayRef grid, c10::IntA
   return out;
 }
 
+// rope: the one-pass kernel for bf16/fp16 with 16-byte aligned rows, else the ATen reference.
+at::Tensor rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  check_rope_inputs(x, cos, sin);
+  const auto dt = x.scalar_type();
+  const bool aligned = x.stride(3) == 1 && x.size(3) % 8 == 0 && x.stride(0) % 8 == 0 &&
+                       x.stride(1) % 8 == 0 && x.stride(2) % 8 == 0 &&
+                       reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
+  if ((dt != at::kBFloat16 && dt != at::kHalf) || !aligned) return rope_reference(x, cos, sin);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor c = cos.contiguous(), s = sin.contiguous();
+  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
+  cuda::RopeParams p{x.size(0) * x.size(1) * x.size(2),
+                     x.size(1),
+                     x.size(2),
+                     x.size(3),
+                     x.stride(0),
+                     x.stride(1),
+                     x.stride(2)};
+  cuda::launch_rope(out.data_ptr(), x.data_ptr(), c.data_ptr<float>(), s.data_ptr<float>(),
+                    dt == at::kBFloat16, p, at::cuda::getCurrentCUDAStream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
 at::Tensor regroup_cuda(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,
                         int64_t dim, int64_t text_tokens, bool text_first) {
   return permute_cuda(x, grid, group, dim, text_tokens, text_first, /*gather=*/true);
@@ -233,5 +259,6 @@ at::Tensor ungroup_cuda(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArra
 TORCH_LIBRARY_IMPL(grat, CUDA, m) {
   m.impl("attention", &grat::attention_cuda);
   m.impl("regroup", &grat::regroup_cuda);
+  m.impl("rope", &grat::rope_cuda);
   m.impl("ungroup", &grat::ungroup_cuda);
 }
