@@ -49,7 +49,7 @@ ms = triton.testing.do_bench(lambda: torch.ops.grat.rope(x, cos, sin), return_mo
 ref_ms = triton.testing.do_bench(
     lambda: (x.float() * cos[None, :, None] + x.float() * sin[None, :, None]).to(x.dtype),
     return_mode="median")
-print(f"rope 123136x24x128 bf16: {ms:.3f} ms ({2 * x.numel() * 2 / ms / 1e9:.0f} GB/s); "
+print(f"rope 123136x24x128 bf16: {ms:.3f} ms ({2 * x.numel() * 2 / ms / 1e6:.0f} GB/s); "
       f"a two-product float32 ATen rotation: {ref_ms:.3f} ms")
 print("failures:", failures)
 sys.exit(1 if failures else 0)

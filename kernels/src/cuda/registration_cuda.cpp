@@ -32,11 +32,19 @@ bool head_major_schedule() {
   return e == nullptr || std::string(e) != "tile";
 }
 
-// Pattern `full` goes to PyTorch's SDPA (cuDNN / FlashAttention, padded text dropped from the
-// keys, dense_full.cpp) unless GRAT_FULL_KERNEL=own or GRAT_FORCE_PORTABLE=1 ask for ours.
-bool full_via_sdpa() {
+// Pattern `full`: PyTorch's SDPA (cuDNN) when every text token is valid, our kernel when
+// some are padding. SDPA would need the padding keys cut out (a copy of K and V, and a key
+// count off the 128 alignment cuDNN is fast at); ours masks them in place. H200, 32x48x80
+// video + 256 text, 24 x 128: SDPA 306 ms all valid / 334 ms with 77 valid; ours 301 / 300
+// (bench/model/full_paths.py). GRAT_FULL_KERNEL=own or =sdpa forces one path.
+bool full_via_sdpa(const Layout& l, int64_t batch) {
   const char* e = std::getenv("GRAT_FULL_KERNEL");
-  return e == nullptr || std::string(e) != "own";
+  if (e != nullptr && std::string(e) == "own") return false;
+  if (e != nullptr && std::string(e) == "sdpa") return true;
+  for (int64_t b = 0; b < batch; ++b) {
+    if (l.valid_for(b) < l.text_tokens) return false;
+  }
+  return true;
 }
 
 bool force_portable() {
@@ -78,7 +86,7 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
   c10::cuda::CUDAGuard guard(q_in.device());
   at::Tensor out = at::empty({B, N, H, D}, q_in.options());
   if (B == 0) return out;
-  if (l.geom.pattern == Pattern::kFull && full_via_sdpa() && !force_portable()) {
+  if (l.geom.pattern == Pattern::kFull && full_via_sdpa(l, B) && !force_portable()) {
     return cuda::full_attention_sdpa(q_in, k_in, v_in, l, sc);
   }
   const at::Tensor q = kernel_ready(q_in), k = kernel_ready(k_in), v = kernel_ready(v_in);
@@ -117,8 +125,9 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
 
   // Image tokens in raster order: a device map from group-major position to memory row,
   // computed arithmetically from the geometry (folds regroup/ungroup into loads/stores).
+  // Pattern full reads every key for every query: token order does not matter, no map.
   at::Tensor rowmap;
-  if (!l.grouped && l.geom.num_groups() > 1) {
+  if (!l.grouped && l.geom.num_groups() > 1 && l.geom.pattern != Pattern::kFull) {
     rowmap = at::empty({N}, q.options().dtype(at::kInt));
     cuda::launch_rowmap(rowmap.data_ptr<int32_t>(), l.geom, p.text_tokens, p.image_begin,
                         static_cast<int32_t>(N), stream);
