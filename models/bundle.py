@@ -11,7 +11,9 @@ import yaml
 
 FORMAT_VERSION = 1
 
-# key -> (type, required); nested dicts are validated by their own tables.
+# key -> (type, required); nested dicts are validated by their own tables. Video bundles
+# (kind video, architecture hunyuan) have their own text / defaults / files tables and two
+# more keys; the rest is shared.
 _TOP = {
     "format": (int, True),
     "name": (str, True),
@@ -27,7 +29,12 @@ _TOP = {
     "limits": (dict, True),
     "files": (dict, True),
 }
+_TOP_VIDEO = dict(_TOP, vae_temporal_scale=(int, True))
 _TEXT = {"t5_max_length": (int, True), "clip_max_length": (int, True)}
+# llm_max_length: prompt tokens after the crop; llm_crop_start: tokens of the prompt template
+# before the prompt (tokenized at llm_max_length + llm_crop_start, then cut from the output).
+_TEXT_VIDEO = {"llm_max_length": (int, True), "llm_crop_start": (int, True),
+               "clip_max_length": (int, True)}
 _VAE = {"scaling_factor": (float, True), "shift_factor": (float, True)}
 _DEFAULTS = {
     "steps": (int, True),
@@ -35,6 +42,15 @@ _DEFAULTS = {
     "shift_base": (float, True),
     "shift_max": (float, True),
     "true_cfg": (bool, True),
+}
+# Video: one fixed flow shift (HunyuanVideo's scheduler uses 7.0), frames and fps.
+_DEFAULTS_VIDEO = {
+    "steps": (int, True),
+    "guidance": (float, True),
+    "shift": (float, True),
+    "true_cfg": (bool, True),
+    "frames": (int, True),
+    "fps": (int, True),
 }
 _GRAT = {"pattern": (str, True), "group": (list, True), "radius": (int, True)}
 _LIMITS = {
@@ -47,9 +63,14 @@ _LIMITS = {
     "max_frames": (int, True),
     "max_prompt_tokens": (int, True),
 }
+# max_video_pixels: frames x width x height of one request.
+_LIMITS_VIDEO = dict(_LIMITS, max_video_pixels=(int, True))
 _FILES = ["transformer", "t5", "clip", "vae_decoder", "t5_tokenizer", "clip_vocab",
           "clip_merges"]
+_FILES_VIDEO = ["transformer", "llm", "clip", "vae_decoder", "llm_tokenizer", "clip_vocab",
+                "clip_merges"]
 KINDS = ("image", "video")
+ARCHITECTURES = {"image": "flux", "video": "hunyuan"}
 PATTERNS = ("full", "B", "X")
 
 
@@ -78,24 +99,32 @@ def _check_table(table: Dict[str, Any], spec: Dict[str, tuple], where: str) -> N
 
 def validate_manifest(m: Dict[str, Any], folder: str = None) -> None:
     """Raises BundleError for the first problem found; checks files exist if folder given."""
-    _check_table(m, _TOP, "model.yaml")
+    if not isinstance(m, dict):
+        raise BundleError("model.yaml: must be a mapping")
+    video = m.get("kind") == "video"
+    _check_table(m, _TOP_VIDEO if video else _TOP, "model.yaml")
     if m["format"] != FORMAT_VERSION:
         raise BundleError(f"model.yaml.format: expected {FORMAT_VERSION}, got {m['format']}")
     if m["kind"] not in KINDS:
         raise BundleError(f"model.yaml.kind: must be one of {KINDS}, got {m['kind']!r}")
-    for key in ("latent_channels", "vae_scale", "patch"):
+    if m["architecture"] != ARCHITECTURES[m["kind"]]:
+        raise BundleError(f"model.yaml.architecture: a {m['kind']} bundle must be "
+                          f"{ARCHITECTURES[m['kind']]!r}, got {m['architecture']!r}")
+    for key in ("latent_channels", "vae_scale", "patch") + (("vae_temporal_scale",) if video
+                                                            else ()):
         if m[key] < 1:
             raise BundleError(f"model.yaml.{key}: must be >= 1, got {m[key]}")
-    _check_table(m["text"], _TEXT, "model.yaml.text")
+    _check_table(m["text"], _TEXT_VIDEO if video else _TEXT, "model.yaml.text")
     _check_table(m["vae"], _VAE, "model.yaml.vae")
-    _check_table(m["defaults"], _DEFAULTS, "model.yaml.defaults")
+    _check_table(m["defaults"], _DEFAULTS_VIDEO if video else _DEFAULTS, "model.yaml.defaults")
     _check_table(m["grat"], _GRAT, "model.yaml.grat")
-    _check_table(m["limits"], _LIMITS, "model.yaml.limits")
+    _check_table(m["limits"], _LIMITS_VIDEO if video else _LIMITS, "model.yaml.limits")
     g = m["grat"]
     if g["pattern"] not in PATTERNS:
         raise BundleError(f"model.yaml.grat.pattern: must be one of {PATTERNS}, got {g['pattern']!r}")
-    if len(g["group"]) not in (2, 3) or any(not isinstance(x, int) or x < 1 for x in g["group"]):
-        raise BundleError(f"model.yaml.grat.group: 2 or 3 positive ints, got {g['group']!r}")
+    dims = 3 if video else 2
+    if len(g["group"]) != dims or any(not isinstance(x, int) or x < 1 for x in g["group"]):
+        raise BundleError(f"model.yaml.grat.group: {dims} positive ints, got {g['group']!r}")
     if g["radius"] < 1:
         raise BundleError(f"model.yaml.grat.radius: must be >= 1, got {g['radius']}")
     lim = m["limits"]
@@ -105,13 +134,28 @@ def validate_manifest(m: Dict[str, Any], folder: str = None) -> None:
         raise BundleError("model.yaml.limits.min_steps: must be in [1, max_steps]")
     if not lim["min_steps"] <= m["defaults"]["steps"] <= lim["max_steps"]:
         raise BundleError("model.yaml.defaults.steps: must be within limits.min_steps..max_steps")
+    if video:
+        if (lim["max_frames"] - 1) % 4 != 0:
+            raise BundleError(f"model.yaml.limits.max_frames: must be 4k+1, got "
+                              f"{lim['max_frames']}")
+        frames = m["defaults"]["frames"]
+        if frames < 1 or (frames - 1) % 4 != 0 or frames > lim["max_frames"]:
+            raise BundleError("model.yaml.defaults.frames: must be 4k+1 in [1, "
+                              f"limits.max_frames]; got {frames}")
+        if m["defaults"]["fps"] < 1:
+            raise BundleError(f"model.yaml.defaults.fps: must be >= 1, got "
+                              f"{m['defaults']['fps']}")
+        for key in ("llm_max_length", "llm_crop_start", "clip_max_length"):
+            if m["text"][key] < (0 if key == "llm_crop_start" else 1):
+                raise BundleError(f"model.yaml.text.{key}: out of range, got {m['text'][key]}")
     files = m["files"]
+    roles = _FILES_VIDEO if video else _FILES
     if not isinstance(files, dict):
         raise BundleError("model.yaml.files: must be a mapping")
     for key in files:
-        if key not in _FILES:
+        if key not in roles:
             raise BundleError(f"model.yaml.files.{key}: unknown file role")
-    for key in _FILES:
+    for key in roles:
         if key not in files or not isinstance(files[key], str) or not files[key]:
             raise BundleError(f"model.yaml.files.{key}: missing")
         name = files[key]
@@ -142,5 +186,5 @@ def load_manifest(folder: str) -> Dict[str, Any]:
     return m
 
 
-def required_files() -> List[str]:
-    return list(_FILES)
+def required_files(kind: str = "image") -> List[str]:
+    return list(_FILES_VIDEO if kind == "video" else _FILES)

@@ -116,15 +116,8 @@ def export(preset_name: str, out: str, checkpoint: str = None, dtype: str = "fp3
         raise SystemExit(f"export: --checkpoint {checkpoint} is not a folder")
     load_grat_ops()
     if preset_name in export_video.PRESETS:
-        os.makedirs(out, exist_ok=True)
-        torch.manual_seed(seed)
-        p = export_video.PRESETS[preset_name]
-        export_video.export_transformer(p, out, checkpoint, DTYPES[dtype], device, seed,
-                                        FILES["transformer"])
-        if transformer_only:
-            print(f"export: transformer only -> {out} (not a servable bundle)")
-            return out
-        raise SystemExit("export: video bundles need --transformer-only for now")
+        return export_video.export(preset_name, out, checkpoint, DTYPES[dtype], device, seed,
+                                   transformer_only, check)
     p, dt = PRESETS[preset_name], DTYPES[dtype]
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(seed)

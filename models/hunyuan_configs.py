@@ -9,7 +9,7 @@ Presets (``PRESETS`` / ``preset(name)``):
                       dim 4096, CLIP pooled 768, guidance embedding, patch 1x2x2, RoPE axes
                       (16, 56, 56) over (t, h, w), theta 256 (about 12.8B parameters)
   hunyuan-video-tiny  2 double + 2 single blocks, 1 refiner block, 2 heads x 64 (RoPE axes
-                      16 + 24 + 24), text dim 32, pooled 32; head dim 64 because the CUDA GRAT
+                      16 + 24 + 24), text dim 64 (llama-tiny), pooled 32 (clip-tiny); head dim 64 because the CUDA GRAT
                       kernels take head dims 64 and 128 only
 """
 import dataclasses
@@ -82,7 +82,7 @@ class HunyuanConfig:
 
 HUNYUAN_VIDEO = HunyuanConfig()
 HUNYUAN_VIDEO_TINY = HunyuanConfig(num_attention_heads=2, attention_head_dim=64, num_layers=2,
-                                   num_single_layers=2, num_refiner_layers=1, text_embed_dim=32,
+                                   num_single_layers=2, num_refiner_layers=1, text_embed_dim=64,
                                    pooled_projection_dim=32, rope_axes_dim=(16, 24, 24))
 
 PRESETS: Dict[str, HunyuanConfig] = {

@@ -1,5 +1,6 @@
 """model.yaml validation: good manifests pass; each problem is named by its key."""
 import copy
+import re
 import os
 
 import pytest
@@ -75,3 +76,48 @@ def test_bad_yaml_is_refused(tmp_path):
     (tmp_path / "model.yaml").write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(bundle.BundleError, match="must be a mapping"):
         bundle.load_manifest(str(tmp_path))
+
+
+def good_video_manifest():
+    return {
+        "format": 1, "name": "hunyuan-video-tiny", "kind": "video", "architecture": "hunyuan",
+        "latent_channels": 16, "vae_scale": 8, "vae_temporal_scale": 4, "patch": 2,
+        "text": {"llm_max_length": 64, "llm_crop_start": 95, "clip_max_length": 77},
+        "vae": {"scaling_factor": 0.476986, "shift_factor": 0.0},
+        "defaults": {"steps": 4, "guidance": 6.0, "shift": 7.0, "true_cfg": False,
+                     "frames": 9, "fps": 8},
+        "grat": {"pattern": "B", "group": [2, 4, 4], "radius": 1},
+        "limits": {"min_side": 32, "max_side": 512, "side_multiple": 16,
+                   "max_pixels": 512 * 288, "min_steps": 1, "max_steps": 100, "max_frames": 33,
+                   "max_prompt_tokens": 64, "max_video_pixels": 512 * 288 * 33},
+        "files": {k: k + ".bin" for k in bundle.required_files("video")},
+    }
+
+
+def test_good_video_manifest_round_trips(tmp_path):
+    m = good_video_manifest()
+    touch_files(tmp_path, m)
+    bundle.write_manifest(str(tmp_path), m)
+    assert bundle.load_manifest(str(tmp_path)) == m
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda m: m.pop("vae_temporal_scale"), "model.yaml.vae_temporal_scale: missing"),
+    (lambda m: m.update(architecture="flux"), "model.yaml.architecture: a video bundle must be"),
+    (lambda m: m["text"].update(t5_max_length=64), "model.yaml.text.t5_max_length: unknown key"),
+    (lambda m: m["text"].pop("llm_crop_start"), "model.yaml.text.llm_crop_start: missing"),
+    (lambda m: m["defaults"].update(shift_base=0.5), "model.yaml.defaults.shift_base: unknown"),
+    (lambda m: m["defaults"].update(frames=8), "model.yaml.defaults.frames: must be 4k+1"),
+    (lambda m: m["defaults"].update(frames=37), "model.yaml.defaults.frames: must be 4k+1"),
+    (lambda m: m["defaults"].update(fps=0), "model.yaml.defaults.fps: must be >= 1"),
+    (lambda m: m["limits"].update(max_frames=32), "model.yaml.limits.max_frames: must be 4k+1"),
+    (lambda m: m["limits"].pop("max_video_pixels"), "model.yaml.limits.max_video_pixels"),
+    (lambda m: m["grat"].update(group=[4, 4]), "model.yaml.grat.group: 3 positive ints"),
+    (lambda m: m["files"].pop("llm"), "model.yaml.files.llm: missing"),
+    (lambda m: m["files"].update(t5="t5.bin"), "model.yaml.files.t5: unknown file role"),
+])
+def test_bad_video_manifest_names_the_key(mutate, needle):
+    m = copy.deepcopy(good_video_manifest())
+    mutate(m)
+    with pytest.raises(bundle.BundleError, match=re.escape(needle)):
+        bundle.validate_manifest(m)
