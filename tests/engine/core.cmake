@@ -17,7 +17,8 @@ add_test(NAME engine_sigmas_reference
 set_tests_properties(engine_sigmas_reference PROPERTIES FIXTURES_SETUP sigmas LABELS "cpu")
 add_test(NAME engine_core_unit COMMAND grat_engine_core_tests)
 set_tests_properties(engine_core_unit PROPERTIES FIXTURES_REQUIRED sigmas FIXTURES_SETUP codec_files
-  LABELS "cpu" ENVIRONMENT "GRAT_SIGMAS_JSON=${_out}/sigmas.json;GRAT_CODEC_DIR=${_out}/codec")
+  LABELS "cpu" ENVIRONMENT
+  "GRAT_SIGMAS_JSON=${_out}/sigmas.json;GRAT_CODEC_DIR=${_out}/codec;GRAT_TINY_VIDEO_BUNDLE=${GRAT_TINY_VIDEO_BUNDLE}")
 # The encoded files, decoded by independent decoders (Pillow, ffprobe).
 add_test(NAME engine_codec_decode
   COMMAND ${Python3_EXECUTABLE} ${_dir}/check_codec_outputs.py ${_out}/codec)

@@ -30,6 +30,24 @@ files: {transformer: transformer.pt, t5: t5.pt, clip: clip.pt, vae_decoder: vae.
         t5_tokenizer: spiece.model, clip_vocab: vocab.json, clip_merges: merges.txt}
 )";
 
+const char* kGoodVideo = R"(format: 1
+name: hunyuan-video-tiny
+kind: video
+architecture: hunyuan
+latent_channels: 16
+vae_scale: 8
+vae_temporal_scale: 4
+patch: 2
+text: {llm_max_length: 64, llm_crop_start: 95, clip_max_length: 77}
+vae: {scaling_factor: 0.476986, shift_factor: 0.0}
+defaults: {steps: 4, guidance: 6.0, shift: 7.0, true_cfg: false, frames: 9, fps: 8}
+grat: {pattern: B, group: [2, 4, 4], radius: 1}
+limits: {min_side: 32, max_side: 512, side_multiple: 16, max_pixels: 147456, min_steps: 1,
+         max_steps: 100, max_frames: 33, max_prompt_tokens: 64, max_video_pixels: 4866048}
+files: {transformer: transformer.pt, llm: llm.pt, clip: clip.pt, vae_decoder: vae.pt,
+        llm_tokenizer: tokenizer.json, clip_vocab: vocab.json, clip_merges: merges.txt}
+)";
+
 class ManifestTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -37,7 +55,7 @@ class ManifestTest : public ::testing::Test {
            ("grat_manifest_" + std::to_string(std::random_device{}()));
     std::filesystem::create_directories(dir_);
     for (const char* f : {"transformer.pt", "t5.pt", "clip.pt", "vae.pt", "spiece.model",
-                          "vocab.json", "merges.txt"}) {
+                          "vocab.json", "merges.txt", "llm.pt", "tokenizer.json"}) {
       std::ofstream(dir_ / f) << "x";
     }
   }
@@ -108,6 +126,61 @@ TEST_F(ManifestTest, MissingFileOrYamlIsRefused) {
               HasSubstr("model.yaml.files.clip_merges: file merges.txt not found"));
   std::filesystem::remove(dir_ / "model.yaml");
   EXPECT_THROW(load_manifest(dir_.string()), BundleError);
+}
+
+TEST_F(ManifestTest, GoodVideoBundleLoads) {
+  write(kGoodVideo);
+  const Manifest m = load_manifest(dir_.string());
+  EXPECT_TRUE(m.is_video());
+  EXPECT_EQ(m.architecture, "hunyuan");
+  EXPECT_EQ(m.vae_temporal_scale, 4);
+  EXPECT_EQ(m.text.llm_max_length, 64);
+  EXPECT_EQ(m.text.llm_crop_start, 95);
+  EXPECT_DOUBLE_EQ(m.defaults.shift, 7.0);
+  EXPECT_EQ(m.defaults.frames, 9);
+  EXPECT_EQ(m.defaults.fps, 8);
+  EXPECT_EQ(m.grat.group, (std::vector<int64_t>{2, 4, 4}));
+  EXPECT_EQ(m.limits.max_video_pixels, 4866048);
+  EXPECT_EQ(m.path("llm_tokenizer"), (dir_ / "tokenizer.json").string());
+}
+
+TEST_F(ManifestTest, VideoProblemsNameTheKey) {
+  const std::string g = kGoodVideo;
+  EXPECT_THAT(error_for(replace(g, "vae_temporal_scale: 4\n", "")),
+              HasSubstr("model.yaml.vae_temporal_scale: missing"));
+  EXPECT_THAT(error_for(replace(g, "architecture: hunyuan", "architecture: flux")),
+              HasSubstr("model.yaml.architecture: a video bundle must be 'hunyuan'"));
+  EXPECT_THAT(error_for(replace(kGood, "architecture: flux", "architecture: hunyuan")),
+              HasSubstr("model.yaml.architecture: a image bundle must be 'flux'"));
+  EXPECT_THAT(error_for(replace(kGood, "patch: 2", "patch: 2\nvae_temporal_scale: 4")),
+              HasSubstr("model.yaml.vae_temporal_scale: unknown key"));
+  EXPECT_THAT(error_for(replace(g, "llm_crop_start: 95, ", "")),
+              HasSubstr("model.yaml.text.llm_crop_start: missing"));
+  EXPECT_THAT(error_for(replace(g, "shift: 7.0", "shift_base: 0.5")),
+              HasSubstr("model.yaml.defaults.shift_base: unknown key"));
+  EXPECT_THAT(error_for(replace(g, "frames: 9", "frames: 8")),
+              HasSubstr("model.yaml.defaults.frames: must be 4k+1"));
+  EXPECT_THAT(error_for(replace(g, "frames: 9", "frames: 37")),
+              HasSubstr("model.yaml.defaults.frames: must be 4k+1"));
+  EXPECT_THAT(error_for(replace(g, "max_frames: 33", "max_frames: 32")),
+              HasSubstr("model.yaml.limits.max_frames: must be 4k+1"));
+  EXPECT_THAT(error_for(replace(g, ", max_video_pixels: 4866048", "")),
+              HasSubstr("model.yaml.limits.max_video_pixels: missing"));
+  EXPECT_THAT(error_for(replace(g, "group: [2, 4, 4]", "group: [4, 4]")),
+              HasSubstr("model.yaml.grat.group: 3 positive ints"));
+  EXPECT_THAT(error_for(replace(g, "llm: llm.pt, ", "")),
+              HasSubstr("model.yaml.files.llm: missing"));
+  EXPECT_THAT(error_for(replace(g, "llm: llm.pt", "t5: llm.pt")),
+              HasSubstr("model.yaml.files.t5: unknown key"));
+}
+
+TEST_F(ManifestTest, TheExportedTinyVideoBundleLoads) {
+  const char* folder = std::getenv("GRAT_TINY_VIDEO_BUNDLE");
+  ASSERT_NE(folder, nullptr) << "run through ctest";
+  const Manifest m = load_manifest(folder);
+  EXPECT_EQ(m.name, "hunyuan-video-tiny");
+  EXPECT_EQ(m.kind, "video");
+  EXPECT_GT(m.text.llm_crop_start, 0);
 }
 
 }  // namespace

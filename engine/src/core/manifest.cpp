@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <initializer_list>
 #include <set>
 
 namespace grat::engine {
@@ -81,6 +82,13 @@ class Table {
 
 const std::vector<std::string> kFileRoles = {
     "transformer", "t5", "clip", "vae_decoder", "t5_tokenizer", "clip_vocab", "clip_merges"};
+const std::vector<std::string> kVideoFileRoles = {
+    "transformer", "llm", "clip", "vae_decoder", "llm_tokenizer", "clip_vocab", "clip_merges"};
+
+std::set<std::string> with(std::set<std::string> keys, std::initializer_list<const char*> more) {
+  for (const char* k : more) keys.insert(k);
+  return keys;
+}
 
 }  // namespace
 
@@ -103,9 +111,12 @@ Manifest load_manifest(const std::string& folder) {
   }
   Manifest m;
   m.folder = folder;
-  const Table top(root, "",
-                  {"format", "name", "kind", "architecture", "latent_channels", "vae_scale",
-                   "patch", "text", "vae", "defaults", "grat", "limits", "files"});
+  const std::set<std::string> top_keys = {
+      "format", "name", "kind",     "architecture", "latent_channels", "vae_scale", "patch",
+      "text",   "vae",  "defaults", "grat",         "limits",          "files"};
+  const bool video =
+      root.IsMap() && root["kind"] && root["kind"].IsScalar() && root["kind"].Scalar() == "video";
+  const Table top(root, "", video ? with(top_keys, {"vae_temporal_scale"}) : top_keys);
   m.format = static_cast<int>(top.integer("format"));
   if (m.format != 1) fail("format", "expected 1, got " + std::to_string(m.format));
   m.name = top.text("name");
@@ -113,23 +124,48 @@ Manifest load_manifest(const std::string& folder) {
   if (m.kind != "image" && m.kind != "video")
     fail("kind", "must be image or video, got '" + m.kind + "'");
   m.architecture = top.text("architecture");
+  const std::string arch = video ? "hunyuan" : "flux";
+  if (m.architecture != arch) {
+    fail("architecture",
+         "a " + m.kind + " bundle must be '" + arch + "', got '" + m.architecture + "'");
+  }
   m.latent_channels = top.integer("latent_channels", 1);
   m.vae_scale = top.integer("vae_scale", 1);
   m.patch = top.integer("patch", 1);
+  if (video) m.vae_temporal_scale = top.integer("vae_temporal_scale", 1);
 
-  const Table text(top.get("text"), "text", {"t5_max_length", "clip_max_length"});
-  m.text.t5_max_length = text.integer("t5_max_length", 1);
-  m.text.clip_max_length = text.integer("clip_max_length", 1);
+  if (video) {
+    const Table text(top.get("text"), "text",
+                     {"llm_max_length", "llm_crop_start", "clip_max_length"});
+    m.text.llm_max_length = text.integer("llm_max_length", 1);
+    m.text.llm_crop_start = text.integer("llm_crop_start", 0);
+    m.text.clip_max_length = text.integer("clip_max_length", 1);
+  } else {
+    const Table text(top.get("text"), "text", {"t5_max_length", "clip_max_length"});
+    m.text.t5_max_length = text.integer("t5_max_length", 1);
+    m.text.clip_max_length = text.integer("clip_max_length", 1);
+  }
   const Table vae(top.get("vae"), "vae", {"scaling_factor", "shift_factor"});
   m.vae.scaling_factor = vae.number("scaling_factor");
   m.vae.shift_factor = vae.number("shift_factor");
-  const Table def(top.get("defaults"), "defaults",
-                  {"steps", "guidance", "shift_base", "shift_max", "true_cfg"});
-  m.defaults.steps = def.integer("steps", 1);
-  m.defaults.guidance = def.number("guidance");
-  m.defaults.shift_base = def.number("shift_base");
-  m.defaults.shift_max = def.number("shift_max");
-  m.defaults.true_cfg = def.boolean("true_cfg");
+  if (video) {
+    const Table def(top.get("defaults"), "defaults",
+                    {"steps", "guidance", "shift", "true_cfg", "frames", "fps"});
+    m.defaults.steps = def.integer("steps", 1);
+    m.defaults.guidance = def.number("guidance");
+    m.defaults.shift = def.number("shift");
+    m.defaults.true_cfg = def.boolean("true_cfg");
+    m.defaults.frames = def.integer("frames", 1);
+    m.defaults.fps = def.integer("fps", 1);
+  } else {
+    const Table def(top.get("defaults"), "defaults",
+                    {"steps", "guidance", "shift_base", "shift_max", "true_cfg"});
+    m.defaults.steps = def.integer("steps", 1);
+    m.defaults.guidance = def.number("guidance");
+    m.defaults.shift_base = def.number("shift_base");
+    m.defaults.shift_max = def.number("shift_max");
+    m.defaults.true_cfg = def.boolean("true_cfg");
+  }
 
   const Table grat(top.get("grat"), "grat", {"pattern", "group", "radius"});
   m.grat.pattern = grat.text("pattern");
@@ -137,24 +173,25 @@ Manifest load_manifest(const std::string& folder) {
     fail("grat.pattern", "must be full, B or X, got '" + m.grat.pattern + "'");
   }
   const YAML::Node group = grat.get("group");
-  if (!group.IsSequence() || (group.size() != 2 && group.size() != 3)) {
-    fail("grat.group", "2 or 3 positive ints");
-  }
+  const std::string group_rule = video ? "3 positive ints" : "2 positive ints";
+  if (!group.IsSequence() || group.size() != (video ? 3u : 2u)) fail("grat.group", group_rule);
   for (const auto& g : group) {
     int64_t v = 0;
     try {
       v = g.as<int64_t>();
     } catch (const YAML::Exception&) {
-      fail("grat.group", "2 or 3 positive ints");
+      fail("grat.group", group_rule);
     }
-    if (v < 1) fail("grat.group", "2 or 3 positive ints");
+    if (v < 1) fail("grat.group", group_rule);
     m.grat.group.push_back(v);
   }
   m.grat.radius = grat.integer("radius", 1);
 
+  const std::set<std::string> limit_keys = {"min_side",   "max_side",         "side_multiple",
+                                            "max_pixels", "min_steps",        "max_steps",
+                                            "max_frames", "max_prompt_tokens"};
   const Table lim(top.get("limits"), "limits",
-                  {"min_side", "max_side", "side_multiple", "max_pixels", "min_steps", "max_steps",
-                   "max_frames", "max_prompt_tokens"});
+                  video ? with(limit_keys, {"max_video_pixels"}) : limit_keys);
   auto& L = m.limits;
   L.min_side = lim.integer("min_side", 1);
   L.max_side = lim.integer("max_side", 1);
@@ -169,10 +206,20 @@ Manifest load_manifest(const std::string& folder) {
   if (m.defaults.steps < L.min_steps || m.defaults.steps > L.max_steps) {
     fail("defaults.steps", "must be within limits.min_steps..max_steps");
   }
+  if (video) {
+    L.max_video_pixels = lim.integer("max_video_pixels", 1);
+    if ((L.max_frames - 1) % 4 != 0) {
+      fail("limits.max_frames", "must be 4k+1, got " + std::to_string(L.max_frames));
+    }
+    const int64_t f = m.defaults.frames;
+    if ((f - 1) % 4 != 0 || f > L.max_frames) {
+      fail("defaults.frames", "must be 4k+1 in [1, limits.max_frames]; got " + std::to_string(f));
+    }
+  }
 
-  const Table files(top.get("files"), "files",
-                    std::set<std::string>(kFileRoles.begin(), kFileRoles.end()));
-  for (const std::string& role : kFileRoles) {
+  const auto& roles = video ? kVideoFileRoles : kFileRoles;
+  const Table files(top.get("files"), "files", std::set<std::string>(roles.begin(), roles.end()));
+  for (const std::string& role : roles) {
     const std::string name = files.text(role);
     if (name.empty() || name[0] == '/' || name.find("..") != std::string::npos) {
       fail("files." + role, "must be a path inside the bundle");

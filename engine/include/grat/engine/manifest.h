@@ -1,6 +1,8 @@
 // model.yaml of a model bundle (written by models/export.py; same rules as
 // models/bundle.py). Loading refuses unknown keys, missing keys, wrong types, bad values and
-// missing files, with a message naming the key.
+// missing files, with a message naming the key. Image bundles (kind image, architecture flux)
+// and video bundles (kind video, architecture hunyuan) differ in the text, defaults and files
+// tables; fields of the other kind stay zero.
 #pragma once
 
 #include <cstdint>
@@ -21,16 +23,21 @@ struct Manifest {
   int format = 0;
   std::string name, kind, architecture;
   int64_t latent_channels = 0, vae_scale = 0, patch = 0;
+  int64_t vae_temporal_scale = 1;  // video: frames per latent frame (after the first)
   struct Text {
     int64_t t5_max_length = 0, clip_max_length = 0;
+    // Video: prompt tokens after the crop, and the prompt template's length before the prompt.
+    int64_t llm_max_length = 0, llm_crop_start = 0;
   } text;
   struct Vae {
     double scaling_factor = 0, shift_factor = 0;
   } vae;
   struct Defaults {
     int64_t steps = 0;
-    double guidance = 0, shift_base = 0, shift_max = 0;
+    double guidance = 0, shift_base = 0, shift_max = 0;  // image: resolution-dependent shift
+    double shift = 0;                                    // video: one fixed flow shift
     bool true_cfg = false;
+    int64_t frames = 1, fps = 0;  // video
   } defaults;
   struct Grat {
     std::string pattern;
@@ -40,8 +47,11 @@ struct Manifest {
   struct Limits {
     int64_t min_side = 0, max_side = 0, side_multiple = 0, max_pixels = 0, min_steps = 0,
             max_steps = 0, max_frames = 0, max_prompt_tokens = 0;
+    int64_t max_video_pixels = 0;  // video: frames x width x height
   } limits;
   std::map<std::string, std::string> files;  // role -> file name inside the bundle
+
+  bool is_video() const { return kind == "video"; }
 
   // Absolute path of a file role; throws BundleError for an unknown role.
   std::string path(const std::string& role) const;
