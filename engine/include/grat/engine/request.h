@@ -26,7 +26,8 @@ enum class OutputFormat { kPng, kWebp, kMp4 };
 
 struct Request {
   std::string prompt, negative_prompt;
-  int64_t width = 0, height = 0, frames = 1;
+  int64_t width = 0, height = 0, frames = 1;  // video bundles: frames = 4k+1
+  int64_t fps = 0;                             // video: 0 = the bundle's default
   int64_t steps = 0;               // 0: the bundle's default
   std::optional<double> guidance;  // absent: the bundle's default
   uint64_t seed = 0;               // the caller picks one when the client gave none
