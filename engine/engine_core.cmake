@@ -38,6 +38,9 @@ set(_pipe ${CMAKE_CURRENT_LIST_DIR}/src/pipeline)
 add_library(grat_engine STATIC
   ${_pipe}/attention_policy.cpp
   ${_pipe}/engine.cpp
+  ${_pipe}/family.cpp
+  ${_pipe}/flux_family.cpp
+  ${_pipe}/hunyuan_family.cpp
   ${_pipe}/pipeline.cpp)
 target_include_directories(grat_engine PUBLIC ${CMAKE_CURRENT_LIST_DIR}/include)
 target_link_libraries(grat_engine PUBLIC grat_engine_core grat_tokenizers grat_kernels)

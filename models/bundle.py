@@ -31,10 +31,11 @@ _TOP = {
 }
 _TOP_VIDEO = dict(_TOP, vae_temporal_scale=(int, True))
 _TEXT = {"t5_max_length": (int, True), "clip_max_length": (int, True)}
-# llm_max_length: prompt tokens after the crop; llm_crop_start: tokens of the prompt template
-# before the prompt (tokenized at llm_max_length + llm_crop_start, then cut from the output).
+# llm_template: the prompt template ("{}" marks the prompt); llm_max_length: prompt tokens
+# after the crop; llm_crop_start: tokens of the template before the prompt (tokenized at
+# llm_max_length + llm_crop_start, then cut from the output).
 _TEXT_VIDEO = {"llm_max_length": (int, True), "llm_crop_start": (int, True),
-               "clip_max_length": (int, True)}
+               "llm_template": (str, True), "clip_max_length": (int, True)}
 _VAE = {"scaling_factor": (float, True), "shift_factor": (float, True)}
 _DEFAULTS = {
     "steps": (int, True),
@@ -145,6 +146,8 @@ def validate_manifest(m: Dict[str, Any], folder: str = None) -> None:
         if m["defaults"]["fps"] < 1:
             raise BundleError(f"model.yaml.defaults.fps: must be >= 1, got "
                               f"{m['defaults']['fps']}")
+        if m["text"]["llm_template"].count("{}") != 1:
+            raise BundleError("model.yaml.text.llm_template: must contain '{}' exactly once")
         for key in ("llm_max_length", "llm_crop_start", "clip_max_length"):
             if m["text"][key] < (0 if key == "llm_crop_start" else 1):
                 raise BundleError(f"model.yaml.text.{key}: out of range, got {m['text'][key]}")

@@ -68,7 +68,7 @@ def manifest_for(name: str, p: Dict[str, Any], crop_start: int, vae_cfg) -> Dict
         "architecture": "hunyuan", "latent_channels": int(vae_cfg.latent_channels),
         "vae_scale": 8, "vae_temporal_scale": 4, "patch": 2,
         "text": {"llm_max_length": p["llm_max_length"], "llm_crop_start": crop_start,
-                 "clip_max_length": 77},
+                 "llm_template": PROMPT_TEMPLATE, "clip_max_length": 77},
         "vae": {"scaling_factor": float(vae_cfg.scaling_factor), "shift_factor": 0.0},
         "defaults": {"steps": p["steps"], "guidance": float(p["guidance"]),
                      "shift": float(p["shift"]), "true_cfg": False, "frames": p["frames"],

@@ -25,15 +25,24 @@ add_test(NAME engine_codec_decode
 set_tests_properties(engine_codec_decode PROPERTIES FIXTURES_REQUIRED codec_files LABELS "cpu")
 
 # The engine on the tiny bundle; its PNG/WebP outputs are then decoded by Pillow.
-add_executable(grat_engine_tests ${_dir}/test_engine.cpp ${_dir}/test_attention_policy.cpp)
+add_executable(grat_engine_tests ${_dir}/test_engine.cpp ${_dir}/test_attention_policy.cpp
+  ${_dir}/test_engine_video.cpp)
 target_link_libraries(grat_engine_tests PRIVATE grat_engine PNG::PNG GTest::gtest GTest::gmock
   GTest::gtest_main)
 target_compile_options(grat_engine_tests PRIVATE ${GRAT_WARNINGS})
 add_test(NAME engine_pipeline COMMAND grat_engine_tests)
 set_tests_properties(engine_pipeline PROPERTIES FIXTURES_SETUP engine_files LABELS "cpu"
-  ENVIRONMENT "GRAT_TINY_BUNDLE=${GRAT_TINY_BUNDLE};GRAT_ENGINE_OUT=${_out}/engine")
+  ENVIRONMENT
+  "GRAT_TINY_BUNDLE=${GRAT_TINY_BUNDLE};GRAT_TINY_VIDEO_BUNDLE=${GRAT_TINY_VIDEO_BUNDLE};GRAT_ENGINE_OUT=${_out}/engine")
 add_test(NAME engine_outputs_decode
   COMMAND ${Python3_EXECUTABLE} -c
     "from PIL import Image; import sys; d=sys.argv[1]; a=Image.open(d+'/engine.png'); b=Image.open(d+'/engine.webp'); a.load(); b.load(); assert a.size==(192,128) and a.format=='PNG', a; assert b.size==(192,128) and b.format=='WEBP', b; print('ok')"
     ${_out}/engine)
 set_tests_properties(engine_outputs_decode PROPERTIES FIXTURES_REQUIRED engine_files LABELS "cpu")
+# The engine's MP4 clips, read back by ffprobe / ffmpeg (frames, size, fps, batch = single).
+if(GRAT_HAVE_VIDEO)
+  add_test(NAME engine_video_outputs_decode
+    COMMAND ${Python3_EXECUTABLE} ${_dir}/check_video_outputs.py ${_out}/engine)
+  set_tests_properties(engine_video_outputs_decode PROPERTIES FIXTURES_REQUIRED engine_files
+    LABELS "cpu")
+endif()

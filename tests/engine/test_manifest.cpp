@@ -38,7 +38,7 @@ latent_channels: 16
 vae_scale: 8
 vae_temporal_scale: 4
 patch: 2
-text: {llm_max_length: 64, llm_crop_start: 95, clip_max_length: 77}
+text: {llm_max_length: 64, llm_crop_start: 95, llm_template: "<s>{}</s>", clip_max_length: 77}
 vae: {scaling_factor: 0.476986, shift_factor: 0.0}
 defaults: {steps: 4, guidance: 6.0, shift: 7.0, true_cfg: false, frames: 9, fps: 8}
 grat: {pattern: B, group: [2, 4, 4], radius: 1}
@@ -136,6 +136,7 @@ TEST_F(ManifestTest, GoodVideoBundleLoads) {
   EXPECT_EQ(m.vae_temporal_scale, 4);
   EXPECT_EQ(m.text.llm_max_length, 64);
   EXPECT_EQ(m.text.llm_crop_start, 95);
+  EXPECT_EQ(m.text.llm_template, "<s>{}</s>");
   EXPECT_DOUBLE_EQ(m.defaults.shift, 7.0);
   EXPECT_EQ(m.defaults.frames, 9);
   EXPECT_EQ(m.defaults.fps, 8);
@@ -156,6 +157,8 @@ TEST_F(ManifestTest, VideoProblemsNameTheKey) {
               HasSubstr("model.yaml.vae_temporal_scale: unknown key"));
   EXPECT_THAT(error_for(replace(g, "llm_crop_start: 95, ", "")),
               HasSubstr("model.yaml.text.llm_crop_start: missing"));
+  EXPECT_THAT(error_for(replace(g, "<s>{}</s>", "<s></s>")),
+              HasSubstr("model.yaml.text.llm_template: must contain '{}' exactly once"));
   EXPECT_THAT(error_for(replace(g, "shift: 7.0", "shift_base: 0.5")),
               HasSubstr("model.yaml.defaults.shift_base: unknown key"));
   EXPECT_THAT(error_for(replace(g, "frames: 9", "frames: 8")),

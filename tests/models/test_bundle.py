@@ -82,7 +82,8 @@ def good_video_manifest():
     return {
         "format": 1, "name": "hunyuan-video-tiny", "kind": "video", "architecture": "hunyuan",
         "latent_channels": 16, "vae_scale": 8, "vae_temporal_scale": 4, "patch": 2,
-        "text": {"llm_max_length": 64, "llm_crop_start": 95, "clip_max_length": 77},
+        "text": {"llm_max_length": 64, "llm_crop_start": 95, "llm_template": "<s>{}</s>",
+                 "clip_max_length": 77},
         "vae": {"scaling_factor": 0.476986, "shift_factor": 0.0},
         "defaults": {"steps": 4, "guidance": 6.0, "shift": 7.0, "true_cfg": False,
                      "frames": 9, "fps": 8},
@@ -106,6 +107,7 @@ def test_good_video_manifest_round_trips(tmp_path):
     (lambda m: m.update(architecture="flux"), "model.yaml.architecture: a video bundle must be"),
     (lambda m: m["text"].update(t5_max_length=64), "model.yaml.text.t5_max_length: unknown key"),
     (lambda m: m["text"].pop("llm_crop_start"), "model.yaml.text.llm_crop_start: missing"),
+    (lambda m: m["text"].update(llm_template="no slot"), "model.yaml.text.llm_template: must"),
     (lambda m: m["defaults"].update(shift_base=0.5), "model.yaml.defaults.shift_base: unknown"),
     (lambda m: m["defaults"].update(frames=8), "model.yaml.defaults.frames: must be 4k+1"),
     (lambda m: m["defaults"].update(frames=37), "model.yaml.defaults.frames: must be 4k+1"),

@@ -136,9 +136,15 @@ Manifest load_manifest(const std::string& folder) {
 
   if (video) {
     const Table text(top.get("text"), "text",
-                     {"llm_max_length", "llm_crop_start", "clip_max_length"});
+                     {"llm_max_length", "llm_crop_start", "llm_template", "clip_max_length"});
     m.text.llm_max_length = text.integer("llm_max_length", 1);
     m.text.llm_crop_start = text.integer("llm_crop_start", 0);
+    m.text.llm_template = text.text("llm_template");
+    const auto slot = m.text.llm_template.find("{}");
+    if (slot == std::string::npos ||
+        m.text.llm_template.find("{}", slot + 1) != std::string::npos) {
+      fail("text.llm_template", "must contain '{}' exactly once");
+    }
     m.text.clip_max_length = text.integer("clip_max_length", 1);
   } else {
     const Table text(top.get("text"), "text", {"t5_max_length", "clip_max_length"});

@@ -89,6 +89,9 @@ void drain(Cleanup& c, AVStream* st, bool flush) {
     const int rc = avcodec_receive_packet(c.enc, c.pkt);
     if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return;
     check(rc, "receive packet");
+    // One frame per packet: without a duration the muxer's edit list ends at the last frame's
+    // start and players drop that frame (ffprobe read 16 of 17).
+    if (c.pkt->duration == 0) c.pkt->duration = 1;
     av_packet_rescale_ts(c.pkt, c.enc->time_base, st->time_base);
     c.pkt->stream_index = st->index;
     check(av_interleaved_write_frame(c.fmt, c.pkt), "write frame");

@@ -17,19 +17,6 @@ c10::ScalarType parse_dtype(const std::string& s, const c10::Device& device) {
   throw EngineLoadError("engine: dtype must be auto, bf16, fp16 or fp32; got '" + s + "'");
 }
 
-torch::jit::Module load_module(const Manifest& m, const std::string& role, c10::Device device,
-                               c10::ScalarType dtype) {
-  try {
-    torch::jit::Module mod = torch::jit::load(m.path(role), device);
-    mod.to(device, dtype);
-    mod.eval();
-    return mod;
-  } catch (const c10::Error& e) {
-    throw EngineLoadError("engine: bundle file for '" + role + "' (" + m.path(role) +
-                          ") does not load: " + e.what_without_backtrace());
-  }
-}
-
 Error invalid(const std::string& msg) { return Error{ErrorCode::kInvalidArgument, msg}; }
 
 }  // namespace
@@ -46,9 +33,13 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options) {
     throw EngineLoadError(std::string("engine: bad bundle: ") + e.what());
   }
   const Manifest& m = impl->manifest;
-  if (m.architecture != "flux" || m.kind != "image") {
+  if (m.kind == "image" && m.architecture == "flux") {
+    impl->family = make_flux_family(m);
+  } else if (m.kind == "video" && m.architecture == "hunyuan") {
+    impl->family = make_hunyuan_family(m);
+  } else {
     throw EngineLoadError("engine: model.yaml.architecture '" + m.architecture + "' (kind " +
-                          m.kind + ") is not supported by this engine (flux image models)");
+                          m.kind + ") is not supported (flux images, hunyuan video)");
   }
   try {
     impl->device = c10::Device(options.device);
@@ -74,26 +65,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options) {
 #endif
   impl->dtype = parse_dtype(options.dtype, impl->device);
   torch::jit::setGraphExecutorOptimize(options.optimized_execution);
-  impl->transformer = load_module(m, "transformer", impl->device, impl->dtype);
-  impl->t5 = load_module(m, "t5", impl->device, impl->dtype);
-  impl->clip = load_module(m, "clip", impl->device, impl->dtype);
-  impl->vae = load_module(m, "vae_decoder", impl->device, impl->dtype);
-  // Guidance-distilled models (FLUX.1-dev) carry a guidance embedder; schnell does not.
-  impl->guidance_embeds = false;
-  for (const auto& p : impl->transformer.named_parameters()) {
-    if (p.name.rfind("time_text_embed.guidance_embedder.", 0) == 0) impl->guidance_embeds = true;
-  }
-  try {
-    tokenizer::T5Tokenizer::Options t5o;
-    t5o.max_length = static_cast<int>(m.text.t5_max_length);
-    impl->t5_tok.emplace(tokenizer::T5Tokenizer::Load(m.path("t5_tokenizer"), t5o));
-    tokenizer::ClipTokenizer::Options co;
-    co.max_length = static_cast<int>(m.text.clip_max_length);
-    impl->clip_tok.emplace(
-        tokenizer::ClipTokenizer::Load(m.path("clip_vocab"), m.path("clip_merges"), co));
-  } catch (const std::exception& e) {
-    throw EngineLoadError(std::string("engine: tokenizer files do not load: ") + e.what());
-  }
+  impl->family->load(m, impl->device, impl->dtype);
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
@@ -122,20 +94,17 @@ Error Engine::validate(const Request& r) const {
     return invalid("width x height must be at most " + std::to_string(L.max_pixels) +
                    " pixels; got " + std::to_string(r.width * r.height));
   }
-  if (r.frames != 1) return invalid("frames must be 1 for image model " + impl_->manifest.name);
+  if (Error e = impl_->family->validate(r); !e.ok()) return e;
   if (r.steps != 0) {
     if (Error e = range("steps", r.steps, L.min_steps, L.max_steps); !e.ok()) return e;
   }
   if (r.guidance && !(*r.guidance >= 0.0 && *r.guidance <= 100.0)) {
     return invalid("guidance must be in [0, 100]");
   }
-  if (r.format == OutputFormat::kMp4) return invalid("format mp4 is for video models");
   if (r.attention.full_steps < 0) return invalid("attention.full_steps must be >= 0");
   try {
-    const int64_t cell = impl_->manifest.vae_scale * impl_->manifest.patch;
-    const std::vector<int64_t> grid = {r.height / cell, r.width / cell};
-    AttentionPolicy(r.attention, grid, impl_->manifest.grat.pattern, impl_->manifest.grat.group,
-                    impl_->manifest.grat.radius);
+    AttentionPolicy(r.attention, impl_->family->token_grid(r), impl_->manifest.grat.pattern,
+                    impl_->manifest.grat.group, impl_->manifest.grat.radius);
   } catch (const std::invalid_argument& e) {
     return invalid(e.what());
   }
@@ -144,7 +113,7 @@ Error Engine::validate(const Request& r) const {
 
 std::string Engine::batch_key(const Request& r) {
   std::ostringstream o;
-  o << r.width << "x" << r.height << "x" << r.frames << "/s" << r.steps << "/"
+  o << r.width << "x" << r.height << "x" << r.frames << "@" << r.fps << "/s" << r.steps << "/"
     << attention_mode_name(r.attention.mode) << "/g";
   for (int64_t g : r.attention.group) o << g << ",";
   o << "/r" << r.attention.radius << "/f" << r.attention.full_steps;

@@ -9,9 +9,8 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include "family.h"
 #include "grat/engine/engine.h"
-#include "grat/tokenizer/clip_tokenizer.h"
-#include "grat/tokenizer/t5_tokenizer.h"
 
 namespace grat::engine {
 
@@ -20,10 +19,7 @@ struct Engine::Impl {
   Manifest manifest;
   c10::Device device = c10::kCPU;
   c10::ScalarType dtype = c10::kFloat;
-  torch::jit::Module transformer, t5, clip, vae;
-  std::optional<tokenizer::T5Tokenizer> t5_tok;
-  std::optional<tokenizer::ClipTokenizer> clip_tok;
-  bool guidance_embeds = true;  // transformer takes a guidance value
+  std::unique_ptr<Family> family;  // Flux images or HunyuanVideo clips
   int64_t inject_oom_step = -1;
 #if GRAT_HAVE_CUDA
   std::optional<c10::cuda::CUDAStream> stream;  // this engine's own stream on its device

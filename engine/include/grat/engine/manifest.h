@@ -28,6 +28,7 @@ struct Manifest {
     int64_t t5_max_length = 0, clip_max_length = 0;
     // Video: prompt tokens after the crop, and the prompt template's length before the prompt.
     int64_t llm_max_length = 0, llm_crop_start = 0;
+    std::string llm_template;  // "{}" marks the prompt
   } text;
   struct Vae {
     double scaling_factor = 0, shift_factor = 0;
