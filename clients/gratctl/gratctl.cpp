@@ -1,9 +1,10 @@
 // gratctl: command-line client of GRATServe.
 //
 //   gratctl [--server HOST:PORT] generate --prompt TEXT [--width W --height H --steps N
-//           --seed S --attention auto|full|B|X --group HxW --radius R --full-steps K
-//           --guidance G --negative TEXT --model NAME --format png|webp|mp4 --priority P
-//           --timeout SECONDS --preview --quiet] --out FILE
+//           --seed S --attention auto|full|B|X --group HxW|TxHxW --radius R --full-steps K
+//           --guidance G --negative TEXT --model NAME --format png|webp|mp4 --frames F
+//           --fps R --priority P --timeout SECONDS --preview --quiet] --out FILE
+//   (without --format, the format follows the extension of --out: .png, .webp, .mp4)
 //   gratctl [--server HOST:PORT] cancel JOB_ID
 //   gratctl [--server HOST:PORT] models
 //   gratctl [--server HOST:PORT] health [SERVICE]
@@ -14,6 +15,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -30,9 +32,11 @@ namespace {
 const char* kUsage =
     "usage: gratctl [--server HOST:PORT] COMMAND ...\n"
     "  generate --prompt TEXT --out FILE [--width 256] [--height 256] [--steps N] [--seed S]\n"
-    "           [--attention auto|full|B|X] [--group HxW] [--radius R] [--full-steps K]\n"
+    "           [--attention auto|full|B|X] [--group HxW|TxHxW] [--radius R] [--full-steps K]\n"
     "           [--guidance G] [--negative TEXT] [--model NAME] [--format png|webp|mp4]\n"
-    "           [--frames F] [--priority P] [--timeout SECONDS] [--preview] [--quiet]\n"
+    "           [--frames F] [--fps R] [--priority P] [--timeout SECONDS] [--preview] [--quiet]\n"
+    "           Without --format: from the extension of --out (.png, .webp, .mp4).\n"
+    "           Video models: --frames 4k+1 (0: the model's default), --fps 1..60 (0: default).\n"
     "  cancel JOB_ID\n"
     "  models\n"
     "  health [SERVICE]        (SERVICE: \"\" overall, or a model name)\n"
@@ -123,9 +127,9 @@ void progress_bar(int64_t step, int64_t total) {
 
 int generate(grat::v1::Generation::Stub& stub, const Args& a) {
   static const std::vector<std::string> known = {
-      "prompt",   "negative", "model",     "width",   "height", "frames",     "steps",
-      "seed",     "guidance", "attention", "group",   "radius", "full-steps", "format",
-      "priority", "timeout",  "out",       "preview", "quiet"};
+      "prompt", "negative", "model",    "width",     "height",  "frames", "fps",
+      "steps",  "seed",     "guidance", "attention", "group",   "radius", "full-steps",
+      "format", "priority", "timeout",  "out",       "preview", "quiet"};
   for (const auto& [k, v] : a.opts) {
     if (std::find(known.begin(), known.end(), k) == known.end()) {
       return usage("generate: unknown option --" + k);
@@ -142,7 +146,8 @@ int generate(grat::v1::Generation::Stub& stub, const Args& a) {
   const std::string out = get("out");
   if (out.empty()) return usage("generate: --out FILE is required");
   long long v = 0;
-  for (const char* k : {"width", "height", "frames", "steps", "radius", "full-steps", "priority"}) {
+  for (const char* k :
+       {"width", "height", "frames", "fps", "steps", "radius", "full-steps", "priority"}) {
     const std::string s =
         get(k, std::string(k) == "width" || std::string(k) == "height" ? "256" : "0");
     if (!to_int(s, &v)) return usage(std::string("--") + k + " expects an integer");
@@ -150,6 +155,7 @@ int generate(grat::v1::Generation::Stub& stub, const Args& a) {
     if (key == "width") req.set_width(static_cast<int32_t>(v));
     if (key == "height") req.set_height(static_cast<int32_t>(v));
     if (key == "frames") req.set_frames(static_cast<int32_t>(v));
+    if (key == "fps") req.set_fps(static_cast<int32_t>(v));
     if (key == "steps") req.set_steps(static_cast<int32_t>(v));
     if (key == "radius") req.mutable_attention()->set_radius(static_cast<int32_t>(v));
     if (key == "full-steps") req.mutable_attention()->set_full_steps(static_cast<int32_t>(v));
@@ -176,7 +182,7 @@ int generate(grat::v1::Generation::Stub& stub, const Args& a) {
     while (pos <= g.size()) {
       const size_t x = g.find('x', pos);
       const std::string part = g.substr(pos, x == std::string::npos ? std::string::npos : x - pos);
-      if (!to_int(part, &v)) return usage("--group expects HxW (e.g. 4x4)");
+      if (!to_int(part, &v)) return usage("--group expects HxW or TxHxW (e.g. 4x4, 2x4x4)");
       req.mutable_attention()->add_group(static_cast<int32_t>(v));
       if (x == std::string::npos) break;
       pos = x + 1;
@@ -189,6 +195,16 @@ int generate(grat::v1::Generation::Stub& stub, const Args& a) {
   if (a.opts.count("format")) {
     if (!formats.count(get("format"))) return usage("--format expects png, webp or mp4");
     req.set_format(formats.at(get("format")));
+  } else {
+    // From the extension of --out; anything else: the model's default (PNG, or MP4 for video).
+    const auto dot = out.rfind('.');
+    std::string ext = dot == std::string::npos ? "" : out.substr(dot + 1);
+    std::transform(ext.begin(), ext.end(), ext.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    if (out.find('/', dot == std::string::npos ? 0 : dot) == std::string::npos &&
+        formats.count(ext)) {
+      req.set_format(formats.at(ext));
+    }
   }
   req.set_preview(a.opts.count("preview") > 0);
   const bool quiet = a.opts.count("quiet") > 0;
@@ -264,8 +280,14 @@ int generate(grat::v1::Generation::Stub& stub, const Args& a) {
     return 2;
   }
   const auto& t = finished.timings();
-  std::printf("wrote %s (%zu bytes, %s, %dx%d)\n", out.c_str(), data.size(), mime.c_str(),
-              finished.width(), finished.height());
+  if (mime.rfind("video/", 0) == 0) {
+    std::printf("wrote %s (%zu bytes, %s, %dx%d, %d frames at %d fps)\n", out.c_str(), data.size(),
+                mime.c_str(), finished.width(), finished.height(), finished.frames(),
+                finished.fps());
+  } else {
+    std::printf("wrote %s (%zu bytes, %s, %dx%d)\n", out.c_str(), data.size(), mime.c_str(),
+                finished.width(), finished.height());
+  }
   std::printf("job_id %s\nseed %llu\nsteps %d guidance %.3g attention %s\n",
               finished.job_id().c_str(), static_cast<unsigned long long>(finished.seed()),
               finished.steps(), finished.guidance(), finished.attention().c_str());
@@ -299,6 +321,12 @@ int models(grat::v1::Generation::Stub& stub) {
         l.min_steps(), l.max_steps(), l.max_frames(), l.max_prompt_tokens());
     std::printf("  defaults: steps %d, guidance %.3g, attention %s group %s radius %d\n", d.steps(),
                 d.guidance(), d.attention_pattern().c_str(), group.c_str(), d.attention_radius());
+    if (m.kind() == "video") {
+      std::printf(
+          "  video: frames 4k+1 up to %d, frames x width x height up to %lld "
+          "(max_video_pixels), fps 1..60; defaults: frames %d, fps %d; output video/mp4\n",
+          l.max_frames(), static_cast<long long>(l.max_video_pixels()), d.frames(), d.fps());
+    }
     std::printf("  max_queue %d, max_batch %d\n", m.max_queue(), m.max_batch());
   }
   return 0;

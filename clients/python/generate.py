@@ -6,6 +6,11 @@ temporary folder (nothing generated is committed):
 
     python3 clients/python/generate.py --server localhost:50051 --prompt "a red fox" \
         --width 256 --height 256 --steps 4 --attention B --out fox.png
+    python3 clients/python/generate.py --model hunyuan-video-tiny --prompt "a red fox" \
+        --width 96 --height 64 --frames 9 --fps 8 --out fox.mp4
+
+Without --format, the format follows the extension of --out (.png, .webp, .mp4; else the
+model's default: PNG for images, MP4 for video).
 
 Other programs (the end-to-end tests) import `load_stubs` and `generate` from here.
 """
@@ -83,20 +88,26 @@ def main():
     ap.add_argument("--negative", default="")
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--height", type=int, default=256)
+    ap.add_argument("--frames", type=int, default=0,
+                    help="video: 4k+1 frames (0: the model's default); images: 0 or 1")
+    ap.add_argument("--fps", type=int, default=0,
+                    help="video: frames per second in [1, 60] (0: the model's default)")
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--guidance", type=float)
     ap.add_argument("--attention", choices=sorted(MODES), default="auto")
-    ap.add_argument("--format", choices=sorted(FORMATS), default="png")
+    ap.add_argument("--format", choices=sorted(FORMATS),
+                    help="default: from the extension of --out")
     ap.add_argument("--timeout", type=float)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     pb2, pb2_grpc = load_stubs()
+    fmt = args.format or os.path.splitext(args.out)[1].lstrip(".").lower()
     req = pb2.GenerateRequest(model=args.model, prompt=args.prompt,
                               negative_prompt=args.negative, width=args.width,
-                              height=args.height, steps=args.steps,
-                              format=FORMATS[args.format])
+                              height=args.height, frames=args.frames, fps=args.fps,
+                              steps=args.steps, format=FORMATS.get(fmt, 0))
     req.attention.mode = MODES[args.attention]
     if args.seed is not None:
         req.seed = args.seed
@@ -123,7 +134,9 @@ def main():
     with open(args.out, "wb") as f:
         f.write(data)
     t = fin.timings
-    print(f"wrote {args.out} ({len(data)} bytes, {mime}); seed {fin.seed}; "
+    video = f", {fin.frames} frames at {fin.fps} fps" if mime.startswith("video/") else ""
+    print(f"wrote {args.out} ({len(data)} bytes, {mime}, {fin.width}x{fin.height}{video}); "
+          f"seed {fin.seed}; "
           f"attention {fin.attention}; server total {t.total_s:.3f}s, "
           f"client {time.time() - t0:.3f}s")
     return 0

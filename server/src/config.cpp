@@ -179,26 +179,39 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
   return e;
 }
 
-std::string tiny_bundle(const std::string& executable_path) {
-  if (const char* env = std::getenv("GRAT_TINY_BUNDLE"); env && *env) return env;
+// A bundle the build makes: $env, else the build's path (`built`), else bundles/<folder> next
+// to the executable's repository or the working directory.
+std::string tiny_bundle(const std::string& executable_path, const char* env_name, const char* built,
+                        const std::string& folder) {
+  if (const char* env = std::getenv(env_name); env && *env) return env;
   std::vector<std::string> candidates;
-#ifdef GRAT_DEFAULT_BUNDLE
-  candidates.emplace_back(GRAT_DEFAULT_BUNDLE);
-#endif
+  if (built && *built) candidates.emplace_back(built);
   char buf[PATH_MAX];
+  const std::string rel = "bundles/" + folder;
   if (!executable_path.empty() && ::realpath(executable_path.c_str(), buf)) {
     std::string dir = parent(buf);
     for (int up = 0; up < 4 && !dir.empty() && dir != "/"; ++up, dir = parent(dir)) {
-      candidates.push_back(join(dir, "bundles/flux-tiny"));
+      candidates.push_back(join(dir, rel));
     }
   }
-  if (::getcwd(buf, sizeof buf)) candidates.push_back(join(buf, "bundles/flux-tiny"));
-  candidates.emplace_back("bundles/flux-tiny");
+  if (::getcwd(buf, sizeof buf)) candidates.push_back(join(buf, rel));
+  candidates.push_back(rel);
   for (const auto& c : candidates) {
     if (is_file(join(c, "model.yaml"))) return c;
   }
   return candidates.front();
 }
+
+#ifdef GRAT_DEFAULT_BUNDLE
+constexpr const char* kBuiltBundle = GRAT_DEFAULT_BUNDLE;
+#else
+constexpr const char* kBuiltBundle = nullptr;
+#endif
+#ifdef GRAT_DEFAULT_VIDEO_BUNDLE
+constexpr const char* kBuiltVideoBundle = GRAT_DEFAULT_VIDEO_BUNDLE;
+#else
+constexpr const char* kBuiltVideoBundle = nullptr;
+#endif
 
 }  // namespace
 
@@ -247,10 +260,19 @@ ServerConfig default_config(const std::string& executable_path) {
   ServerConfig c;
   ModelEntry e;
   e.name = "flux-tiny";
-  e.bundle = tiny_bundle(executable_path);
+  e.bundle = tiny_bundle(executable_path, "GRAT_TINY_BUNDLE", kBuiltBundle, "flux-tiny");
   e.devices = {"cpu"};
   c.models.push_back(e);
   return c;
+}
+
+ModelEntry tiny_video_model(const std::string& executable_path) {
+  ModelEntry e;
+  e.name = "hunyuan-video-tiny";
+  e.bundle = tiny_bundle(executable_path, "GRAT_TINY_VIDEO_BUNDLE", kBuiltVideoBundle,
+                         "hunyuan-video-tiny");
+  e.devices = {"cpu"};
+  return e;
 }
 
 std::string model_path_env(const std::string& model_name) {

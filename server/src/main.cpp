@@ -1,5 +1,6 @@
 // grat_server: serves the models of a YAML config (or, with no arguments, the tiny default
-// bundle on the CPU on localhost:50051). SIGTERM/SIGINT drain and exit 0.
+// bundle on the CPU on localhost:50051; --tiny-video adds the tiny video bundle). SIGTERM/SIGINT
+// drain and exit 0.
 #include <pthread.h>
 #include <signal.h>
 
@@ -17,13 +18,15 @@
 namespace {
 
 const char* kUsage =
-    "usage: grat_server [--config FILE.yaml] [--listen HOST:PORT] [--metrics-listen HOST:PORT]\n"
-    "                   [--check-config]\n"
+    "usage: grat_server [--config FILE.yaml | --tiny-video] [--listen HOST:PORT]\n"
+    "                   [--metrics-listen HOST:PORT] [--check-config]\n"
     "  --check-config: parse the config (and environment), print it, exit 0 (or 2 naming the\n"
     "  bad key) without loading models.\n"
     "  With no --config: the tiny default bundle ($GRAT_TINY_BUNDLE or bundles/flux-tiny) on\n"
-    "  the CPU. Environment: GRAT_LISTEN, GRAT_METRICS_LISTEN, GRAT_LOG_LEVEL,\n"
-    "  GRAT_MODEL_<NAME>_PATH. Keys of the config: deploy/config.example.yaml.\n";
+    "  the CPU; --tiny-video also serves the tiny video bundle as model hunyuan-video-tiny\n"
+    "  ($GRAT_TINY_VIDEO_BUNDLE or bundles/hunyuan-video-tiny; flux-tiny stays the default).\n"
+    "  Environment: GRAT_LISTEN, GRAT_METRICS_LISTEN, GRAT_LOG_LEVEL, GRAT_MODEL_<NAME>_PATH.\n"
+    "  Keys of the config: deploy/config.example.yaml.\n";
 
 }  // namespace
 
@@ -36,7 +39,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::string config_path, listen, metrics_listen;
-  bool have_metrics_listen = false, check_only = false;
+  bool have_metrics_listen = false, check_only = false, tiny_video = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto value = [&](std::string* out) {
@@ -55,6 +58,8 @@ int main(int argc, char** argv) {
       have_metrics_listen = true;
     } else if (a == "--check-config") {
       check_only = true;
+    } else if (a == "--tiny-video") {
+      tiny_video = true;
     } else if (a == "-h" || a == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
@@ -64,10 +69,18 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (tiny_video && !config_path.empty()) {
+    std::fprintf(stderr,
+                 "grat_server: --tiny-video is for the no-config default; list the video model "
+                 "in the config's models instead\n%s",
+                 kUsage);
+    return 2;
+  }
   grat::server::ServerConfig config;
   try {
     config = config_path.empty() ? grat::server::default_config(argv[0])
                                  : grat::server::load_config_file(config_path);
+    if (tiny_video) config.models.push_back(grat::server::tiny_video_model(argv[0]));
     grat::server::apply_env_overrides(config);
     if (!listen.empty()) config.listen = listen;
     if (have_metrics_listen) config.metrics_listen = metrics_listen;

@@ -19,7 +19,6 @@
 #include "grat/server/log.h"
 #include "grat/server/metrics.h"
 #include "grat/server/validation.h"
-#include "grat/tokenizer/t5_tokenizer.h"
 #include "grat/v1/generation.grpc.pb.h"
 
 namespace grat::server {
@@ -147,6 +146,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
   std::shared_ptr<Link> link_ = std::make_shared<Link>();
   std::string model_ = "unknown";
   std::string job_id_;
+  int64_t fps_ = 0;  // video: the MP4's frames per second (request or model default)
   Clock::time_point accepted_at_ = Clock::now();
   Clock::time_point started_at_{};
   // Guarded by link_->mu.
@@ -219,8 +219,11 @@ void GenerateReactor::admit(const v1::GenerateRequest& req) {
   }
   sub.listener = std::make_shared<Listener>(link_);
   const uint64_t seed = sub.request.seed;
-  const std::string shape =
-      std::to_string(sub.request.width) + "x" + std::to_string(sub.request.height);
+  std::string shape = std::to_string(sub.request.width) + "x" + std::to_string(sub.request.height);
+  if (it->second.limits.manifest.is_video()) {
+    fps_ = sub.request.fps != 0 ? sub.request.fps : it->second.limits.manifest.defaults.fps;
+    shape += "x" + std::to_string(sub.request.frames);
+  }
   const int64_t steps = sub.request.steps;
   job_finished_ = false;
   scheduler::SubmitResult r = c_.scheduler->submit(std::move(sub));
@@ -366,6 +369,7 @@ void GenerateReactor::finished_locked(engine::Result r) {
   f->set_guidance(static_cast<float>(r.guidance));
   f->set_attention(r.attention);
   f->set_job_id(job_id_);
+  f->set_fps(static_cast<int32_t>(fps_));
   v1::StageTimings* t = f->mutable_timings();
   const Clock::time_point now = Clock::now();
   if (started_at_ != Clock::time_point{}) {
@@ -470,12 +474,15 @@ class GenerationService final : public v1::Generation::CallbackService {
       l->set_max_steps(static_cast<int32_t>(mf.limits.max_steps));
       l->set_max_frames(static_cast<int32_t>(mf.limits.max_frames));
       l->set_max_prompt_tokens(static_cast<int32_t>(mf.limits.max_prompt_tokens));
+      l->set_max_video_pixels(mf.is_video() ? mf.limits.max_video_pixels : 0);
       v1::ModelDefaults* d = info->mutable_defaults();
       d->set_steps(static_cast<int32_t>(mf.defaults.steps));
       d->set_guidance(static_cast<float>(mf.defaults.guidance));
       d->set_attention_pattern(mf.grat.pattern);
       for (int64_t g : mf.grat.group) d->add_attention_group(static_cast<int32_t>(g));
       d->set_attention_radius(static_cast<int32_t>(mf.grat.radius));
+      d->set_frames(mf.is_video() ? static_cast<int32_t>(mf.defaults.frames) : 1);
+      d->set_fps(mf.is_video() ? static_cast<int32_t>(mf.defaults.fps) : 0);
       for (const std::string& dev : m.entry.devices) info->add_devices(dev);
       info->set_max_queue(static_cast<int32_t>(m.entry.max_queue));
       info->set_max_batch(static_cast<int32_t>(m.entry.max_batch));
@@ -569,12 +576,10 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
     }
     m.limits.max_prompt_bytes = e.max_prompt_bytes;
     try {
-      tokenizer::T5Tokenizer::Options to;
-      to.max_length = static_cast<int>(std::max<int64_t>(1, m.limits.manifest.text.t5_max_length));
-      m.limits.t5 = std::make_shared<const tokenizer::T5Tokenizer>(
-          tokenizer::T5Tokenizer::Load(m.limits.manifest.path("t5_tokenizer"), to));
+      // Prompt tokens counted with the bundle's own tokenizer (T5 for images, Llama for video).
+      m.limits.count_tokens = load_token_counter(m.limits.manifest);
     } catch (const std::exception& x) {
-      log(level_enum::warn, "no T5 tokenizer: prompts are limited by bytes only",
+      log(level_enum::warn, "no prompt tokenizer: prompts are limited by bytes only",
           {{"model", e.name}, {"error", x.what()}});
     }
     scheduler::ModelConfig mc;

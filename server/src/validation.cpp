@@ -1,8 +1,11 @@
 #include "grat/server/validation.h"
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 
+#include "grat/tokenizer/llama_tokenizer.h"
 #include "grat/tokenizer/t5_tokenizer.h"
 #include "grat/v1/generation.pb.h"
 
@@ -30,8 +33,8 @@ grpc::Status check_text(const char* field, const std::string& text, const ModelL
     return invalid(std::string(field) + " is too long: " + std::to_string(text.size()) +
                    " bytes; the limit is " + std::to_string(m.max_prompt_bytes) + " bytes");
   }
-  if (m.t5 && !text.empty()) {
-    const int64_t n = count_prompt_tokens(*m.t5, text);
+  if (m.count_tokens && !text.empty()) {
+    const int64_t n = m.count_tokens(text);
     if (n < 0) return invalid(std::string(field) + " cannot be tokenized (invalid UTF-8?)");
     const int64_t limit = m.manifest.limits.max_prompt_tokens;
     if (limit > 0 && n > limit) {
@@ -50,6 +53,27 @@ int64_t count_prompt_tokens(const tokenizer::T5Tokenizer& t5, const std::string&
   } catch (const std::exception&) {
     return -1;
   }
+}
+
+int64_t count_prompt_tokens(const tokenizer::LlamaTokenizer& llama, const std::string& text) {
+  try {
+    return static_cast<int64_t>(llama.EncodePieces(text).size());
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+TokenCounter load_token_counter(const engine::Manifest& manifest) {
+  if (manifest.is_video()) {
+    auto llama = std::make_shared<const tokenizer::LlamaTokenizer>(
+        tokenizer::LlamaTokenizer::Load(manifest.path("llm_tokenizer")));
+    return [llama](const std::string& text) { return count_prompt_tokens(*llama, text); };
+  }
+  tokenizer::T5Tokenizer::Options options;
+  options.max_length = static_cast<int>(std::max<int64_t>(1, manifest.text.t5_max_length));
+  auto t5 = std::make_shared<const tokenizer::T5Tokenizer>(
+      tokenizer::T5Tokenizer::Load(manifest.path("t5_tokenizer"), options));
+  return [t5](const std::string& text) { return count_prompt_tokens(*t5, text); };
 }
 
 grpc::Status to_engine_request(const v1::GenerateRequest& in, const ModelLimits& m,
@@ -75,18 +99,41 @@ grpc::Status to_engine_request(const v1::GenerateRequest& in, const ModelLimits&
   r.height = in.height();
 
   if (video) {
-    const int64_t f = in.frames() == 0 ? 1 : in.frames();
-    if (f < 1 || (f - 1) % 4 != 0 || (L.max_frames > 0 && f > L.max_frames)) {
-      return invalid("frames must be 4k+1 in [1, " + std::to_string(L.max_frames) + "]; got " +
-                     std::to_string(in.frames()));
+    if (in.frames() == 0) {
+      r.frames = std::max<int64_t>(1, m.manifest.defaults.frames);  // the model's default
+    } else {
+      const int64_t f = in.frames();
+      if (f < 1 || (f - 1) % 4 != 0 || (L.max_frames > 0 && f > L.max_frames)) {
+        return invalid("frames must be 4k+1 in [1, " + std::to_string(L.max_frames) +
+                       "] (or 0 for the model's default " +
+                       std::to_string(m.manifest.defaults.frames) + "); got " + std::to_string(f));
+      }
+      r.frames = f;
     }
-    r.frames = f;
+    const int64_t video_pixels = r.frames * pixels;
+    if (L.max_video_pixels > 0 && video_pixels > L.max_video_pixels) {
+      return invalid("frames x width x height must be at most " +
+                     std::to_string(L.max_video_pixels) + " (max_video_pixels); got " +
+                     std::to_string(r.frames) + " x " + std::to_string(in.width()) + " x " +
+                     std::to_string(in.height()) + " = " + std::to_string(video_pixels));
+    }
+    if (in.fps() != 0 && (in.fps() < kMinFps || in.fps() > kMaxFps)) {
+      return invalid("fps must be in " + range_text(kMinFps, kMaxFps) +
+                     " (or 0 for the model's default " + std::to_string(m.manifest.defaults.fps) +
+                     "); got " + std::to_string(in.fps()));
+    }
+    r.fps = in.fps();  // 0: the bundle's default
   } else {
     if (in.frames() != 0 && in.frames() != 1) {
       return invalid("frames must be 1 (or 0) for image model " + m.manifest.name + "; got " +
                      std::to_string(in.frames()));
     }
+    if (in.fps() != 0) {
+      return invalid("fps must be 0 for image model " + m.manifest.name +
+                     " (fps is for video models); got " + std::to_string(in.fps()));
+    }
     r.frames = 1;
+    r.fps = 0;
   }
 
   if (in.steps() != 0) {
@@ -138,9 +185,11 @@ grpc::Status to_engine_request(const v1::GenerateRequest& in, const ModelLimits&
     const int64_t cell = m.manifest.vae_scale * m.manifest.patch;
     const int64_t grid_h = cell > 0 ? r.height / cell : L.max_side;
     const int64_t grid_w = cell > 0 ? r.width / cell : L.max_side;
+    // Video: latent frames (the first frame, then one per vae_temporal_scale frames).
+    const int64_t grid_t = (r.frames - 1) / std::max<int64_t>(1, m.manifest.vae_temporal_scale) + 1;
     for (int i = 0; i < a.group_size(); ++i) {
       const int64_t g = a.group(i);
-      const int64_t side = i == axes - 1 ? grid_w : (i == axes - 2 ? grid_h : 1 << 20);
+      const int64_t side = i == axes - 1 ? grid_w : (i == axes - 2 ? grid_h : grid_t);
       if (g < 1 || g > side) {
         return invalid("attention.group[" + std::to_string(i) + "] must be in " +
                        range_text(1, side) + " (the token grid); got " + std::to_string(g));
@@ -162,7 +211,10 @@ grpc::Status to_engine_request(const v1::GenerateRequest& in, const ModelLimits&
       break;
     case v1::OUTPUT_FORMAT_PNG:
     case v1::OUTPUT_FORMAT_WEBP:
-      if (video) return invalid("format must be MP4 for video model " + m.manifest.name);
+      if (video) {
+        return invalid("format must be MP4 (or unspecified) for video model " + m.manifest.name +
+                       "; got " + (in.format() == v1::OUTPUT_FORMAT_PNG ? "PNG" : "WEBP"));
+      }
       r.format = in.format() == v1::OUTPUT_FORMAT_PNG ? engine::OutputFormat::kPng
                                                       : engine::OutputFormat::kWebp;
       break;

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -155,6 +157,52 @@ TEST(ServerConfig, EnvironmentOverrides) {
   EXPECT_EQ(model_path_env("flux-tiny"), "GRAT_MODEL_FLUX_TINY_PATH");
   env = {{"GRAT_LISTEN", "bad"}};
   EXPECT_THROW(apply_env_overrides(c, fake_getenv), ConfigError);
+}
+
+// One server serves an image model and a video model side by side (each its own queue and
+// workers); the first is the default unless default_model names another.
+TEST(ServerConfig, ImageAndVideoModelsSideBySide) {
+  const ServerConfig c = parse_config(R"(
+models:
+  - {name: flux-tiny, bundle: bundles/flux-tiny}
+  - name: hunyuan-video-tiny
+    bundle: bundles/hunyuan-video-tiny
+    devices: [cpu]
+    max_batch: 1
+    max_queue: 8
+)",
+                                      "/base");
+  ASSERT_EQ(c.models.size(), 2u);
+  EXPECT_EQ(c.default_model, "");  // the first model: flux-tiny
+  EXPECT_EQ(c.models[1].name, "hunyuan-video-tiny");
+  EXPECT_EQ(c.models[1].bundle, "/base/bundles/hunyuan-video-tiny");
+  EXPECT_EQ(c.models[1].max_batch, 1);
+  EXPECT_EQ(c.models[1].max_queue, 8);
+  EXPECT_EQ(model_path_env("hunyuan-video-tiny"), "GRAT_MODEL_HUNYUAN_VIDEO_TINY_PATH");
+}
+
+// grat_server --tiny-video: the no-argument config plus the tiny video bundle.
+TEST(ServerConfig, TinyVideoModelNextToTheDefault) {
+  ::setenv("GRAT_TINY_BUNDLE", "/x/flux-tiny", 1);
+  ::setenv("GRAT_TINY_VIDEO_BUNDLE", "/x/hunyuan-video-tiny", 1);
+  ServerConfig c = default_config("");
+  c.models.push_back(tiny_video_model(""));
+  ::unsetenv("GRAT_TINY_BUNDLE");
+  ::unsetenv("GRAT_TINY_VIDEO_BUNDLE");
+  ASSERT_EQ(c.models.size(), 2u);
+  EXPECT_EQ(c.models[0].name, "flux-tiny");
+  EXPECT_EQ(c.models[0].bundle, "/x/flux-tiny");
+  EXPECT_EQ(c.models[1].name, "hunyuan-video-tiny");
+  EXPECT_EQ(c.models[1].bundle, "/x/hunyuan-video-tiny");
+  EXPECT_EQ(c.models[1].devices, std::vector<std::string>{"cpu"});
+  EXPECT_EQ(c.listen, "localhost:50051");
+  std::map<std::string, std::string> env = {{"GRAT_MODEL_HUNYUAN_VIDEO_TINY_PATH", "/y/video"}};
+  g_env = &env;
+  apply_env_overrides(c, fake_getenv);  // names stay unique; the video bundle moves
+  EXPECT_EQ(c.models[0].bundle, "/x/flux-tiny");
+  EXPECT_EQ(c.models[1].bundle, "/y/video");
+  // Without the environment: the build's bundle (or bundles/hunyuan-video-tiny found nearby).
+  EXPECT_THAT(tiny_video_model("").bundle, HasSubstr("hunyuan-video-tiny"));
 }
 
 }  // namespace

@@ -22,6 +22,9 @@ SERVER_BIN = os.environ.get("GRAT_SERVER_BIN", os.path.join(REPO, "build-srv", "
 GRATCTL_BIN = os.environ.get("GRATCTL_BIN", os.path.join(REPO, "build-srv", "clients",
                                                          "gratctl"))
 TINY_BUNDLE = os.environ.get("GRAT_TINY_BUNDLE", os.path.join(REPO, "bundles", "flux-tiny"))
+TINY_VIDEO_BUNDLE = os.environ.get("GRAT_TINY_VIDEO_BUNDLE",
+                                   os.path.join(REPO, "bundles", "hunyuan-video-tiny"))
+VIDEO_MODEL = "hunyuan-video-tiny"
 TMP_ROOT = os.environ.get("GRAT_E2E_TMP", tempfile.gettempdir())
 
 
@@ -44,10 +47,12 @@ def health_check(channel, service="", timeout=5):
 
 
 class Server:
-    """One grat_server process. `models` are YAML lines under each model entry."""
+    """One grat_server process. `model_yaml`: YAML lines under the flux-tiny entry;
+    `more_models_yaml`: further entries of `models:` (e.g. the tiny video model, video_model());
+    `server_args`: more command-line arguments."""
 
     def __init__(self, max_queue=64, max_batch=4, drain_timeout_s=30, extra_yaml="",
-                 model_yaml="", use_config=True):
+                 model_yaml="", use_config=True, more_models_yaml="", server_args=()):
         self.port = free_port()
         self.metrics_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -72,11 +77,13 @@ class Server:
                         f"    max_queue: {max_queue}\n"
                         f"    max_batch: {max_batch}\n"
                         "    max_batch_delay_ms: 10\n"
-                        f"{model_yaml}")
+                        f"{model_yaml}"
+                        f"{more_models_yaml}")
             args += ["--config", cfg]
         else:
             env["GRAT_LISTEN"] = self.address
             env["GRAT_METRICS_LISTEN"] = f"127.0.0.1:{self.metrics_port}"
+        args += list(server_args)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.channel = grpc.insecure_channel(self.address, options=[
@@ -119,6 +126,15 @@ class Server:
         return self.proc.returncode
 
 
+def video_model(name=VIDEO_MODEL, bundle=TINY_VIDEO_BUNDLE, max_queue=64, max_batch=4):
+    """A `models:` entry (YAML) serving the tiny video bundle."""
+    return (f"  - name: {name}\n"
+            f"    bundle: \"{bundle}\"\n"
+            f"    max_queue: {max_queue}\n"
+            f"    max_batch: {max_batch}\n"
+            "    max_batch_delay_ms: 10\n")
+
+
 def request(**kw):
     """A GenerateRequest with small defaults (64x64, 2 steps)."""
     attention = kw.pop("attention", None)
@@ -128,6 +144,40 @@ def request(**kw):
     if attention is not None:
         r.attention.CopyFrom(attention)
     return r
+
+
+def video_request(**kw):
+    """A GenerateRequest for the tiny video model with small defaults (96x64, 9 frames,
+    2 steps)."""
+    kw.setdefault("model", VIDEO_MODEL)
+    kw.setdefault("width", 96)
+    kw.setdefault("frames", 9)
+    return request(**kw)
+
+
+def probe_video(data, tmp_dir=None):
+    """ffprobe of MP4 bytes: {codec, width, height, frames (decoded), fps (float)}."""
+    import json
+    import subprocess
+
+    fd, path = tempfile.mkstemp(suffix=".mp4", dir=tmp_dir or TMP_ROOT)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        r = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                            "-show_entries",
+                            "stream=codec_name,width,height,r_frame_rate,nb_read_frames",
+                            "-show_entries", "format=format_name", "-of", "json", path],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        os.unlink(path)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    (st,) = info["streams"]
+    num, den = st["r_frame_rate"].split("/")
+    return {"format": info["format"]["format_name"], "codec": st["codec_name"],
+            "width": st["width"], "height": st["height"], "frames": int(st["nb_read_frames"]),
+            "fps": float(num) / float(den)}
 
 
 def decode_image(data, fmt="PNG"):

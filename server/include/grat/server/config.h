@@ -47,6 +47,12 @@ ServerConfig load_config_file(const std::string& path);
 // repository or the working directory.
 ServerConfig default_config(const std::string& executable_path);
 
+// The tiny video bundle as a model entry (`grat_server --tiny-video` adds it to the
+// no-argument config; flux-tiny stays the default model): "hunyuan-video-tiny" on the CPU, from
+// $GRAT_TINY_VIDEO_BUNDLE, else the build's bundle, else bundles/hunyuan-video-tiny found as
+// above.
+ModelEntry tiny_video_model(const std::string& executable_path);
+
 // GRAT_LISTEN, GRAT_METRICS_LISTEN, GRAT_LOG_LEVEL and GRAT_MODEL_<NAME>_PATH (NAME: the model
 // name upper-cased, every other character than A-Z0-9 as '_') replace the matching values.
 // `getenv` is injectable for tests.
