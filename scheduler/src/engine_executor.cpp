@@ -14,11 +14,8 @@ class EngineExecutor : public Executor {
   }
   const engine::Manifest& manifest() const override { return engine_->manifest(); }
   std::string device() const override { return engine_->options().device; }
-  engine::Error validate(const engine::Request& request) const override {
-    return engine_->validate(request);
-  }
-  std::string batch_key(const engine::Request& request) const override {
-    return engine::Engine::batch_key(request);
+  engine::Plan prepare(const engine::Request& request) const override {
+    return engine_->prepare(request);
   }
   std::vector<engine::Result> run(const std::vector<engine::Job>& jobs) override {
     return engine_->generate(jobs);

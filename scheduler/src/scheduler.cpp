@@ -220,9 +220,10 @@ class Core {
     const Executor& ex = *m->executors.front();
     auto job = std::make_shared<Job>();
     try {
-      engine::Error e = ex.validate(s.request);
-      if (!e.ok()) return {SubmitStatus::kInvalid, "", e.message};
-      job->key = ex.batch_key(s.request);
+      engine::Plan plan = ex.prepare(s.request);
+      if (!plan.error.ok()) return {SubmitStatus::kInvalid, "", plan.error.message};
+      job->key = std::move(plan.batch_key);
+      s.request = std::move(plan.request);  // resolved: what the worker will run
     } catch (const std::exception& x) {
       return {SubmitStatus::kInvalid, "", std::string("validation failed: ") + x.what()};
     }

@@ -16,6 +16,7 @@
 namespace grat::engine {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 std::string bundle_dir() {
@@ -232,6 +233,39 @@ TEST_F(EngineTest, WritesPngAndWebpForIndependentDecoding) {
     std::ofstream(std::string(dir) + "/engine.png", std::ios::binary) << a.bytes;
     std::ofstream(std::string(dir) + "/engine.webp", std::ios::binary) << b.bytes;
   }
+}
+
+TEST_F(EngineTest, PrepareResolvesOnceAndKeysOnResolvedValues) {
+  const Manifest& m = engine_->manifest();
+  Request implicit = request("a lighthouse", 1);  // steps 0, no guidance, auto, no group
+  Request explicit_ = implicit;
+  explicit_.steps = m.defaults.steps;
+  explicit_.guidance = m.defaults.guidance;
+  const Plan a = engine_->prepare(implicit), b = engine_->prepare(explicit_);
+  ASSERT_TRUE(a.error.ok() && b.error.ok()) << a.error.message << b.error.message;
+  EXPECT_EQ(a.request.steps, m.defaults.steps);
+  EXPECT_EQ(*a.request.guidance, m.defaults.guidance);
+  EXPECT_NE(a.request.attention.mode, AttentionMode::kAuto);  // auto picked for this shape
+  EXPECT_EQ(a.request.attention.radius, m.grat.radius);
+  EXPECT_EQ(a.request.attention.group.size(), 2u);
+  EXPECT_EQ(a.batch_key, b.batch_key);  // `steps: 0` and the explicit default share a batch
+  EXPECT_GT(a.prompt_tokens, 1);
+  // ... and run as one batch.
+  const auto both = engine_->generate({Job{implicit, nullptr}, Job{explicit_, nullptr}});
+  EXPECT_TRUE(both[0].error.ok() && both[1].error.ok()) << both[1].error.message;
+  Request other = implicit;
+  other.steps = m.defaults.steps + 1;
+  EXPECT_NE(engine_->prepare(other).batch_key, a.batch_key);
+  // The prompt limit is counted with the engine's own tokenizer and names the field.
+  std::string long_prompt;
+  for (int i = 0; i < 80; ++i) long_prompt += "word ";
+  Request too_long = request(long_prompt, 1);
+  EXPECT_THAT(
+      engine_->prepare(too_long).error.message,
+      AllOf(HasSubstr("prompt is too long: "), HasSubstr(" tokens; max_prompt_tokens is 64")));
+  too_long = request("short", 1);
+  too_long.negative_prompt = long_prompt;
+  EXPECT_THAT(engine_->prepare(too_long).error.message, HasSubstr("negative_prompt is too long"));
 }
 
 TEST(EngineLoad, BadBundleAndOptionsAreErrors) {

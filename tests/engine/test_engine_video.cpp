@@ -17,6 +17,7 @@
 namespace grat::engine {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 std::string video_bundle() {
@@ -148,6 +149,26 @@ TEST_F(EngineVideoTest, ValidationNamesTheFieldAndLimit) {
   EXPECT_THAT(error(r), HasSubstr("attention.group must have 3 entries"));
   EXPECT_EQ(engine_->generate({Job{clip("x", 1, 8), nullptr}})[0].error.code,
             ErrorCode::kInvalidArgument);
+}
+
+TEST_F(EngineVideoTest, PrepareFillsVideoDefaultsAndCountsLlamaTokens) {
+  Request r = clip("a quiet street in the rain", 1);
+  r.steps = 0;
+  const Plan p = engine_->prepare(r);
+  ASSERT_TRUE(p.error.ok()) << p.error.message;
+  EXPECT_EQ(p.request.fps, engine_->manifest().defaults.fps);
+  EXPECT_EQ(p.request.steps, engine_->manifest().defaults.steps);
+  EXPECT_EQ(p.request.attention.group.size(), 3u);
+  EXPECT_GT(p.prompt_tokens, 3);
+  Request explicit_fps = r;
+  explicit_fps.fps = engine_->manifest().defaults.fps;
+  EXPECT_EQ(engine_->prepare(explicit_fps).batch_key, p.batch_key);
+  std::string long_prompt;
+  for (int i = 0; i < 70; ++i) long_prompt += "rain ";
+  r.prompt = long_prompt;
+  EXPECT_THAT(
+      engine_->prepare(r).error.message,
+      AllOf(HasSubstr("prompt is too long: "), HasSubstr(" tokens; max_prompt_tokens is 64")));
 }
 
 // A copy of the tiny video bundle with a smaller frames x pixels limit.

@@ -81,11 +81,14 @@ class FakeExecutor : public Executor {
   }
   const engine::Manifest& manifest() const override { return manifest_; }
   std::string device() const override { return device_; }
-  engine::Error validate(const engine::Request& r) const override {
-    if (r.width <= 0) return {ErrorCode::kInvalidArgument, "width must be > 0"};
-    return {};
+  engine::Plan prepare(const engine::Request& r) const override {
+    engine::Plan p;
+    p.request = r;
+    if (r.width <= 0) p.error = {ErrorCode::kInvalidArgument, "width must be > 0"};
+    p.batch_key = batch_key(r);
+    return p;
   }
-  std::string batch_key(const engine::Request& r) const override {
+  static std::string batch_key(const engine::Request& r) {
     return std::to_string(r.width) + "x" + std::to_string(r.height);
   }
   std::vector<engine::Result> run(const std::vector<engine::Job>& jobs) override {

@@ -1,6 +1,7 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "engine_impl.h"
@@ -73,69 +74,100 @@ const Manifest& Engine::manifest() const { return impl_->manifest; }
 const EngineOptions& Engine::options() const { return impl_->options; }
 void Engine::inject_oom_at_step(int64_t step) { impl_->inject_oom_step = step; }
 
-Error Engine::validate(const Request& r) const {
-  const Manifest::Limits& L = impl_->manifest.limits;
-  const auto range = [&](const char* field, int64_t v, int64_t lo, int64_t hi) -> Error {
-    if (v < lo || v > hi) {
-      return invalid(std::string(field) + " must be in [" + std::to_string(lo) + ", " +
-                     std::to_string(hi) + "]; got " + std::to_string(v));
-    }
-    return {};
+Plan Engine::prepare(const Request& in) const {
+  Plan plan;
+  plan.request = in;
+  Request& r = plan.request;
+  const Manifest& m = impl_->manifest;
+  const Manifest::Limits& L = m.limits;
+  const auto fail = [&](const std::string& msg) {
+    plan.error = invalid(msg);
+    return plan;
+  };
+  const auto range = [](const char* field, int64_t v, int64_t lo, int64_t hi) {
+    return std::string(field) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+           "]; got " + std::to_string(v);
   };
   for (const auto& [field, v] : {std::pair<const char*, int64_t>{"width", r.width},
                                  std::pair<const char*, int64_t>{"height", r.height}}) {
-    if (Error e = range(field, v, L.min_side, L.max_side); !e.ok()) return e;
+    if (v < L.min_side || v > L.max_side) return fail(range(field, v, L.min_side, L.max_side));
     if (v % L.side_multiple != 0) {
-      return invalid(std::string(field) + " must be a multiple of " +
-                     std::to_string(L.side_multiple) + "; got " + std::to_string(v));
+      return fail(std::string(field) + " must be a multiple of " + std::to_string(L.side_multiple) +
+                  "; got " + std::to_string(v));
     }
   }
   if (r.width * r.height > L.max_pixels) {
-    return invalid("width x height must be at most " + std::to_string(L.max_pixels) +
-                   " pixels; got " + std::to_string(r.width * r.height));
+    return fail("width x height must be at most " + std::to_string(L.max_pixels) + " pixels; got " +
+                std::to_string(r.width * r.height));
   }
-  if (Error e = impl_->family->validate(r); !e.ok()) return e;
-  if (r.steps != 0) {
-    if (Error e = range("steps", r.steps, L.min_steps, L.max_steps); !e.ok()) return e;
+  if (Error e = impl_->family->validate(r); !e.ok()) {
+    plan.error = e;
+    return plan;
+  }
+  if (r.steps == 0) r.steps = m.defaults.steps;
+  if (r.steps < L.min_steps || r.steps > L.max_steps) {
+    return fail(range("steps", r.steps, L.min_steps, L.max_steps));
   }
   if (r.guidance && !(*r.guidance >= 0.0 && *r.guidance <= 100.0)) {
-    return invalid("guidance must be in [0, 100]");
+    return fail("guidance must be in [0, 100]");
   }
-  if (r.attention.full_steps < 0) return invalid("attention.full_steps must be >= 0");
+  if (!r.guidance) r.guidance = m.defaults.guidance;
+  if (m.is_video() && r.fps == 0) r.fps = m.defaults.fps;
+  if (r.attention.full_steps < 0) return fail("attention.full_steps must be >= 0");
   try {
-    AttentionPolicy(r.attention, impl_->family->token_grid(r), impl_->manifest.grat.pattern,
-                    impl_->manifest.grat.group, impl_->manifest.grat.radius);
+    const AttentionPolicy policy(r.attention, impl_->family->token_grid(r), m.grat.pattern,
+                                 m.grat.group, m.grat.radius);
+    const StepAttention& a = policy.sparse();
+    r.attention.mode = *parse_attention_mode(a.pattern);  // auto resolved for this shape
+    r.attention.group = a.group;                          // defaults filled, clipped
+    r.attention.radius = a.radius;
+    r.attention.full_steps = std::min(policy.full_steps(), r.steps);
+    if (a.pattern == "full") r.attention.full_steps = 0;
   } catch (const std::invalid_argument& e) {
-    return invalid(e.what());
+    return fail(e.what());
   }
-  return {};
+  for (const auto& [field, text] :
+       {std::pair<const char*, const std::string*>{"prompt", &r.prompt},
+        std::pair<const char*, const std::string*>{"negative_prompt", &r.negative_prompt}}) {
+    if (text->empty()) continue;
+    const int64_t n = impl_->family->count_prompt_tokens(*text);
+    if (field == std::string("prompt")) plan.prompt_tokens = n;
+    // A text the tokenizer refuses fails in generate() as kTokenizer, like any tokenizer error.
+    if (n > L.max_prompt_tokens) {
+      return fail(std::string(field) + " is too long: " + std::to_string(n) +
+                  " tokens; max_prompt_tokens is " + std::to_string(L.max_prompt_tokens));
+    }
+  }
+  std::ostringstream key;
+  key << r.width << "x" << r.height << "x" << r.frames << "@" << r.fps << "/s" << r.steps << "/"
+      << attention_mode_name(r.attention.mode) << "/g";
+  for (int64_t g : r.attention.group) key << g << ",";
+  key << "/r" << r.attention.radius << "/f" << r.attention.full_steps;
+  plan.batch_key = key.str();
+  return plan;
 }
 
-std::string Engine::batch_key(const Request& r) {
-  std::ostringstream o;
-  o << r.width << "x" << r.height << "x" << r.frames << "@" << r.fps << "/s" << r.steps << "/"
-    << attention_mode_name(r.attention.mode) << "/g";
-  for (int64_t g : r.attention.group) o << g << ",";
-  o << "/r" << r.attention.radius << "/f" << r.attention.full_steps;
-  return o.str();
-}
+Error Engine::validate(const Request& r) const { return prepare(r).error; }
 
 std::vector<Result> Engine::generate(const std::vector<Job>& jobs) {
   std::vector<Result> results(jobs.size());
+  std::vector<Job> resolved(jobs.size());
   std::vector<size_t> active;
+  std::string key;
   for (size_t j = 0; j < jobs.size(); ++j) {
-    Error e = validate(jobs[j].request);
-    if (e.ok() && !active.empty() &&
-        batch_key(jobs[j].request) != batch_key(jobs[active[0]].request)) {
-      e = invalid("a batch must share width, height, frames, steps and attention settings");
+    Plan plan = prepare(jobs[j].request);
+    if (plan.error.ok() && !active.empty() && plan.batch_key != key) {
+      plan.error = invalid("a batch must share width, height, frames, steps and attention");
     }
-    if (e.ok()) {
-      active.push_back(j);
-    } else {
-      results[j].error = e;
+    if (!plan.error.ok()) {
+      results[j].error = plan.error;
+      continue;
     }
+    if (active.empty()) key = plan.batch_key;
+    resolved[j] = Job{std::move(plan.request), jobs[j].observer};
+    active.push_back(j);
   }
-  return impl_->run(jobs, std::move(active), results);
+  return impl_->run(resolved, std::move(active), results);
 }
 
 }  // namespace grat::engine

@@ -46,6 +46,9 @@ class Family {
   virtual std::vector<int64_t> token_grid(const Request& r) const = 0;
   // Throws the tokenizer's error for a prompt it refuses.
   virtual PromptTokens tokenize(const std::string& prompt) const = 0;
+  // The prompt's length in the main text encoder's tokens, as max_prompt_tokens counts them;
+  // -1 when the tokenizer refuses the text.
+  virtual int64_t count_prompt_tokens(const std::string& prompt) const = 0;
   virtual TextBatch encode(const std::vector<PromptTokens>& prompts) = 0;
   // One job's seeded starting noise in the transformer's input layout (float32, CPU).
   virtual at::Tensor noise(const Request& r) const = 0;

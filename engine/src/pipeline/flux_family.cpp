@@ -77,6 +77,14 @@ class FluxFamily : public Family {
     return p;
   }
 
+  int64_t count_prompt_tokens(const std::string& prompt) const override {
+    try {
+      return static_cast<int64_t>(t5_tok_->EncodePieces(prompt).size()) + 1;  // + </s>
+    } catch (const std::exception&) {
+      return -1;
+    }
+  }
+
   TextBatch encode(const std::vector<PromptTokens>& prompts) override {
     std::vector<std::vector<int64_t>> main, clip;
     for (const auto& p : prompts) {

@@ -92,6 +92,15 @@ class HunyuanFamily : public Family {
     return p;
   }
 
+  // The prompt's own tokens (the template's are not the client's to spend).
+  int64_t count_prompt_tokens(const std::string& prompt) const override {
+    try {
+      return static_cast<int64_t>(llm_tok_->EncodePieces(prompt).size());
+    } catch (const std::exception&) {
+      return -1;
+    }
+  }
+
   TextBatch encode(const std::vector<PromptTokens>& prompts) override {
     std::vector<std::vector<int64_t>> main, mask, clip;
     TextBatch b;

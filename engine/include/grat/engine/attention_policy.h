@@ -35,6 +35,9 @@ class AttentionPolicy {
   StepAttention at_step(int64_t i) const;
   // Human-readable summary for results and logs.
   std::string describe() const;
+  // The attention after the first full_steps() steps, as resolved (auto picked, group clipped).
+  const StepAttention& sparse() const { return sparse_; }
+  int64_t full_steps() const { return full_steps_; }
 
  private:
   StepAttention sparse_;

@@ -44,6 +44,17 @@ struct Job {
   JobObserver* observer = nullptr;  // not owned; may be null
 };
 
+// A request resolved once (Engine::prepare): the model's defaults filled in (steps, guidance,
+// fps, attention mode / group / radius as they will run), every limit of the model checked, the
+// prompt's tokens counted with the engine's own tokenizer, and the batch key built from the
+// resolved values (so `steps: 0` and the explicit default share a batch).
+struct Plan {
+  Error error;      // not ok: refused; kInvalidArgument names the field and its limit
+  Request request;  // resolved
+  std::string batch_key;
+  int64_t prompt_tokens = -1;  // -1: not countable here (generate() reports kTokenizer)
+};
+
 class Engine {
  public:
   // Throws EngineLoadError naming what failed (bundle key, file, device, dtype).
@@ -53,13 +64,13 @@ class Engine {
   const Manifest& manifest() const;
   const EngineOptions& options() const;
 
-  // kInvalidArgument naming the field and its limit, or ok. generate() checks it again.
+  // Resolves and checks a request (see Plan). Thread-safe (tokenizers are immutable).
+  Plan prepare(const Request& request) const;
+  // prepare(request).error.
   Error validate(const Request& request) const;
 
-  // Requests that may share one batch have equal keys (shape, steps, attention).
-  static std::string batch_key(const Request& request);
-
-  // Runs jobs with equal batch keys as one batch; one Result per job, in order.
+  // Runs jobs whose plans share a batch key as one batch (each job is prepared again here);
+  // one Result per job, in order.
   std::vector<Result> generate(const std::vector<Job>& jobs);
 
   // Testing: the next generate() fails with out-of-memory before step `step` (0-based).

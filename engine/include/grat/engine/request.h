@@ -27,10 +27,10 @@ enum class OutputFormat { kPng, kWebp, kMp4 };
 struct Request {
   std::string prompt, negative_prompt;
   int64_t width = 0, height = 0, frames = 1;  // video bundles: frames = 4k+1
-  int64_t fps = 0;                             // video: 0 = the bundle's default
-  int64_t steps = 0;               // 0: the bundle's default
-  std::optional<double> guidance;  // absent: the bundle's default
-  uint64_t seed = 0;               // the caller picks one when the client gave none
+  int64_t fps = 0;                            // video: 0 = the bundle's default
+  int64_t steps = 0;                          // 0: the bundle's default
+  std::optional<double> guidance;             // absent: the bundle's default
+  uint64_t seed = 0;                          // the caller picks one when the client gave none
   AttentionSettings attention;
   OutputFormat format = OutputFormat::kPng;
   bool preview = false;  // small previews with progress events
@@ -38,8 +38,8 @@ struct Request {
 
 struct StageTimings {
   double text_encode_s = 0, noise_s = 0, denoise_s = 0, decode_s = 0, encode_s = 0;
-  double first_step_s = 0;  // from the start of denoising to the end of the first step
-  double forward_s = 0;     // inside transformer forwards (EngineOptions::profile_forwards)
+  double first_step_s = 0;     // from the start of denoising to the end of the first step
+  double forward_s = 0;        // inside transformer forwards (EngineOptions::profile_forwards)
   double first_forward_s = 0;  // the part of forward_s spent in the first step
 };
 

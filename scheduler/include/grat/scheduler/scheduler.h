@@ -28,8 +28,9 @@ class Executor {
   virtual ~Executor() = default;
   virtual const engine::Manifest& manifest() const = 0;
   virtual std::string device() const = 0;  // e.g. "cuda:0", "cpu"
-  virtual engine::Error validate(const engine::Request& request) const = 0;
-  virtual std::string batch_key(const engine::Request& request) const = 0;
+  // The request resolved once: defaults, limits, prompt tokens, batch key (engine::Plan).
+  // Thread-safe: called from submitting threads while the worker runs.
+  virtual engine::Plan prepare(const engine::Request& request) const = 0;
   // Runs one batch (equal batch keys); one Result per job, in order; never throws.
   virtual std::vector<engine::Result> run(const std::vector<engine::Job>& jobs) = 0;
 };
@@ -94,7 +95,8 @@ class Scheduler {
   void add_model(ModelConfig config, std::vector<std::unique_ptr<Executor>> executors);
   void start();
 
-  // Validates against the model (executor's validate), then queues. Never blocks on work.
+  // Resolves the request against the model (the executor's prepare: kInvalid with the
+  // engine's message naming the field), then queues the resolved request. Never blocks on work.
   SubmitResult submit(Submission submission);
   // Cancels a queued or running job (running: stops within one step). False if unknown.
   bool cancel(const std::string& job_id);
