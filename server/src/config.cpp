@@ -169,7 +169,9 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
       fail(m.key("dtype"), "expected auto|bf16|fp16|fp32, got '" + e.dtype + "'");
     }
   }
-  if (m.has("max_queue")) e.max_queue = m.integer("max_queue", 0, 1000000);
+  // >= 1: the scheduler needs room for one waiting job (0 passed --check-config, then the
+  // server aborted at start).
+  if (m.has("max_queue")) e.max_queue = m.integer("max_queue", 1, 1000000);
   if (m.has("max_batch")) e.max_batch = m.integer("max_batch", 1, 256);
   if (m.has("max_batch_delay_ms")) e.max_batch_delay_ms = m.integer("max_batch_delay_ms", 0, 60000);
   if (m.has("max_prompt_bytes")) e.max_prompt_bytes = m.integer("max_prompt_bytes", 1, 1 << 20);

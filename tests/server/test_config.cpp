@@ -87,6 +87,8 @@ TEST(ServerConfig, RefusesNamingTheKey) {
       {std::string(kMinimal) + "log_level: loud\n", "'log_level'"},
       {std::string(kMinimal) + "default_model: other\n", "'default_model'"},
       {"models:\n  - name: a\n    bundle: x\n    max_queue: -2\n", "'models[0].max_queue'"},
+      // 0 used to pass here and then abort the server at start.
+      {"models:\n  - name: a\n    bundle: x\n    max_queue: 0\n", "'models[0].max_queue'"},
       {"models:\n  - name: a\n    bundle: x\n    max_batch: 0\n", "'models[0].max_batch'"},
       {"models:\n  - name: a\n    bundle: x\n    devices: [gpu]\n", "'models[0].devices[0]'"},
       {"models:\n  - name: a\n    bundle: x\n    dtype: int8\n", "'models[0].dtype'"},
