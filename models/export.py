@@ -26,8 +26,8 @@ import torch
 from models import bundle, export_video
 from models.clip import CLIPTextEncoder, load_clip_checkpoint
 from models.encoder_configs import preset as encoder_preset
-from models.flux import (build_flux, build_flux_random, load_flux_checkpoint, random_init_,
-                         script_flux)
+from models.export_common import script_parts
+from models.flux import build_flux, build_flux_random, load_flux_checkpoint, script_flux
 from models.ops import load_grat_ops
 from models.t5 import T5Encoder, load_t5_checkpoint
 from models.tokenizer_files import write_tiny_tokenizers  # noqa: F401 (tests use it)
@@ -140,20 +140,7 @@ def export(preset_name: str, out: str, checkpoint: str = None, dtype: str = "fp3
         parts = [("t5", lambda: T5Encoder(t5_cfg), load_t5_checkpoint, "text_encoder_2"),
                  ("clip", lambda: CLIPTextEncoder(clip_cfg), load_clip_checkpoint, "text_encoder"),
                  ("vae_decoder", lambda: VAEDecoder(vae_cfg), load_vae_checkpoint, "vae")]
-        for role, make, loader, folder in parts:
-            if p["tiny"] and not checkpoint:
-                module = make()  # default init, on the CPU: the tiny demo bundle
-            else:
-                # Full size: no fp32 CPU copy (T5-XXL would be 19 GB); allocate in place.
-                with torch.device("meta"):
-                    module = make()
-                module = module.to(dt).to_empty(device=device)
-                if checkpoint:
-                    loader(module, os.path.join(checkpoint, folder), dtype=dt)
-                else:
-                    random_init_(module, seed=seed)
-            torch.jit.script(module.to(dt).eval()).save(os.path.join(out, FILES[role]))
-            del module
+    script_parts(parts, FILES, out, p["tiny"], checkpoint, dt, device, seed)
     bundle.write_manifest(out, manifest_for(preset_name, p, vae_cfg))
     if check:
         check_bundle(out)

@@ -21,7 +21,7 @@ import torch
 from models import bundle
 from models.clip import CLIPTextEncoder, load_clip_checkpoint
 from models.encoder_configs import preset as encoder_preset
-from models.flux import random_init_
+from models.export_common import script_parts
 from models.hunyuan import (build_hunyuan, build_hunyuan_random, load_hunyuan_checkpoint,
                             script_hunyuan)
 from models.hunyuan_vae import HunyuanVAEDecoder, load_hunyuan_vae_checkpoint
@@ -157,21 +157,7 @@ def export(name: str, out: str, checkpoint: str, dt: torch.dtype, device: str, s
              ("clip", lambda: CLIPTextEncoder(clip_cfg), load_clip_checkpoint, "text_encoder_2"),
              ("vae_decoder", lambda: HunyuanVAEDecoder(vae_cfg), load_hunyuan_vae_checkpoint,
               "vae")]
-    with torch.no_grad():
-        for role, make, loader, folder in parts:
-            if p["tiny"] and not checkpoint:
-                module = make()  # default init, on the CPU: the tiny demo bundle
-            else:
-                # Full size: no fp32 CPU copy (the LLM would be 28 GB); allocate in place.
-                with torch.device("meta"):
-                    module = make()
-                module = module.to(dt).to_empty(device=device)
-                if checkpoint:
-                    loader(module, os.path.join(checkpoint, folder), dtype=dt)
-                else:
-                    random_init_(module, seed=seed)
-            torch.jit.script(module.to(dt).eval()).save(os.path.join(out, FILES[role]))
-            del module
+    script_parts(parts, FILES, out, p["tiny"], checkpoint, dt, device, seed)
     crop = template_crop_start(os.path.join(out, FILES["llm_tokenizer"]))
     bundle.write_manifest(out, manifest_for(name, p, crop, vae_cfg))
     if check:

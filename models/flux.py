@@ -44,7 +44,7 @@ Inputs are cast to the weights' dtype. Helpers: ``build_flux``, ``build_flux_ran
 import json
 import math
 import os
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -561,6 +561,19 @@ def load_diffusers_weights(model: nn.Module, path: str, dtype: Optional[torch.dt
     return model
 
 
+def transformer_config_json(path: str, what: str) -> Dict[str, Any]:
+    """The config.json of a diffusers-format transformer: beside `path` (a folder or a
+    safetensors file) or in its transformer/ subfolder (a pipeline folder)."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    cfg_path = os.path.join(folder, "config.json")
+    if not os.path.exists(cfg_path) and os.path.isdir(os.path.join(folder, "transformer")):
+        cfg_path = os.path.join(folder, "transformer", "config.json")
+    if not os.path.exists(cfg_path):
+        raise FileNotFoundError(f"{what} checkpoint: no config.json beside {path}; pass config")
+    with open(cfg_path) as f:
+        return json.load(f)
+
+
 def load_flux_checkpoint(path: str, config: Optional[FluxConfig] = None,
                          dtype: torch.dtype = torch.bfloat16,
                          device: Union[str, torch.device] = "cpu") -> FluxTransformer:
@@ -568,13 +581,6 @@ def load_flux_checkpoint(path: str, config: Optional[FluxConfig] = None,
     safetensors) without allocating random weights first, then loads it strictly. For an
     original-layout file (flux1-dev.safetensors) pass `config` (e.g. preset("flux-dev"))."""
     if config is None:
-        folder = path if os.path.isdir(path) else os.path.dirname(path)
-        cfg_path = os.path.join(folder, "config.json")
-        if not os.path.exists(cfg_path) and os.path.isdir(os.path.join(folder, "transformer")):
-            cfg_path = os.path.join(folder, "transformer", "config.json")
-        if not os.path.exists(cfg_path):
-            raise FileNotFoundError(f"flux checkpoint: no config.json beside {path}; pass config")
-        with open(cfg_path) as f:
-            config = FluxConfig.from_diffusers(json.load(f))
+        config = FluxConfig.from_diffusers(transformer_config_json(path, "flux"))
     model = build_flux(config, dtype=dtype, device="meta")
     return load_diffusers_weights(model, path, dtype=dtype, device=device).eval()

@@ -65,19 +65,26 @@ class FluxConfig:
     @classmethod
     def from_diffusers(cls, cfg: Dict[str, Any]) -> "FluxConfig":
         """From a diffusers config dict (config.json); keys starting with '_' are ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for key, value in cfg.items():
-            if key.startswith("_"):
-                continue
-            if key not in known:
-                raise ValueError(f"FluxConfig: unknown diffusers config key {key!r}")
-            kwargs[key] = value
-        if kwargs.get("out_channels") is None:
-            kwargs["out_channels"] = kwargs.get("in_channels", cls.in_channels)
-        if "axes_dims_rope" in kwargs:
-            kwargs["axes_dims_rope"] = tuple(kwargs["axes_dims_rope"])
-        return cls(**kwargs).validate()
+        return config_from_diffusers(cls, cfg, "axes_dims_rope")
+
+
+def config_from_diffusers(cls, cfg: Dict[str, Any], tuple_key: str):
+    """A transformer config dataclass `cls` from a diffusers config.json dict: keys starting
+    with '_' ignored, unknown keys refused by name, out_channels defaulting to in_channels,
+    `tuple_key` (the RoPE axes) made a tuple; validated."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in cfg.items():
+        if key.startswith("_"):
+            continue
+        if key not in known:
+            raise ValueError(f"{cls.__name__}: unknown diffusers config key {key!r}")
+        kwargs[key] = value
+    if kwargs.get("out_channels") is None:
+        kwargs["out_channels"] = kwargs.get("in_channels", cls.in_channels)
+    if tuple_key in kwargs:
+        kwargs[tuple_key] = tuple(kwargs[tuple_key])
+    return cls(**kwargs).validate()
 
 
 FLUX_DEV = FluxConfig()

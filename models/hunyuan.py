@@ -27,8 +27,6 @@ order once after the patch embedding, stay in it through every block, and the ou
 ungrouped once before unpatchifying. Helpers: ``build_hunyuan``, ``build_hunyuan_random``,
 ``script_hunyuan``, ``load_hunyuan_checkpoint`` (strict, diffusers-format safetensors).
 """
-import json
-import os
 from typing import List, Optional, Tuple, Union
 
 import torch
@@ -37,8 +35,9 @@ from torch import Tensor, nn
 
 from models.attention import make_layout
 from models.flux import (AdaLayerNormContinuous, FluxSingleTransformerBlock,
-                         FluxTransformerBlock, MLPEmbedder, TimeGuidanceTextEmbed, TimeTextEmbed,
-                         checkpoint_files, is_bfl_layout, load_diffusers_weights, random_init_)
+                         FluxTransformerBlock, TimeGuidanceTextEmbed, TimeTextEmbed,
+                         checkpoint_files, is_bfl_layout, load_diffusers_weights, random_init_,
+                         transformer_config_json)
 from models.hunyuan_configs import HunyuanConfig, preset
 from models.ops import load_grat_ops
 
@@ -324,15 +323,7 @@ def load_hunyuan_checkpoint(path: str, config: Optional[HunyuanConfig] = None,
     """Builds the model from a diffusers-format transformer folder (config.json + safetensors,
     sharded or not) on the meta device, then loads it strictly (errors name the keys)."""
     if config is None:
-        folder = path if os.path.isdir(path) else os.path.dirname(path)
-        cfg_path = os.path.join(folder, "config.json")
-        if not os.path.exists(cfg_path) and os.path.isdir(os.path.join(folder, "transformer")):
-            cfg_path = os.path.join(folder, "transformer", "config.json")
-        if not os.path.exists(cfg_path):
-            raise FileNotFoundError(f"hunyuan checkpoint: no config.json beside {path}; "
-                                    "pass config")
-        with open(cfg_path) as f:
-            config = HunyuanConfig.from_diffusers(json.load(f))
+        config = HunyuanConfig.from_diffusers(transformer_config_json(path, "hunyuan"))
     from safetensors import safe_open
     for file in checkpoint_files(path):
         with safe_open(file, framework="pt") as f:

@@ -15,6 +15,8 @@ Presets (``PRESETS`` / ``preset(name)``):
 import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
+from models.flux_configs import config_from_diffusers
+
 
 @dataclasses.dataclass(frozen=True)
 class HunyuanConfig:
@@ -65,19 +67,7 @@ class HunyuanConfig:
     @classmethod
     def from_diffusers(cls, cfg: Dict[str, Any]) -> "HunyuanConfig":
         """From a diffusers config dict (config.json); keys starting with '_' are ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for key, value in cfg.items():
-            if key.startswith("_"):
-                continue
-            if key not in known:
-                raise ValueError(f"HunyuanConfig: unknown diffusers config key {key!r}")
-            kwargs[key] = value
-        if kwargs.get("out_channels") is None:
-            kwargs["out_channels"] = kwargs.get("in_channels", cls.in_channels)
-        if "rope_axes_dim" in kwargs:
-            kwargs["rope_axes_dim"] = tuple(kwargs["rope_axes_dim"])
-        return cls(**kwargs).validate()
+        return config_from_diffusers(cls, cfg, "rope_axes_dim")
 
 
 HUNYUAN_VIDEO = HunyuanConfig()

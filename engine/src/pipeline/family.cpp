@@ -25,6 +25,22 @@ at::Tensor ids_tensor(const std::vector<std::vector<int64_t>>& rows, c10::Device
   return at::stack(ts).to(device);
 }
 
+bool has_guidance_embedder(const torch::jit::Module& transformer) {
+  for (const auto& p : transformer.named_parameters()) {
+    if (p.name.rfind("time_text_embed.guidance_embedder.", 0) == 0) return true;
+  }
+  return false;
+}
+
+at::Tensor clip_pooled(torch::jit::Module& clip, const std::vector<std::vector<int64_t>>& ids,
+                       c10::Device device, c10::ScalarType dtype) {
+  return clip.forward({ids_tensor(ids, device), c10::IValue()})
+      .toTuple()
+      ->elements()[1]
+      .toTensor()
+      .to(dtype);
+}
+
 std::string latent_preview_png(const at::Tensor& lat3, int64_t side) {
   const int64_t h = lat3.size(1), w = lat3.size(2);
   const double scale = static_cast<double>(side) / static_cast<double>(std::max(h, w));

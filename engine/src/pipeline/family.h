@@ -78,6 +78,11 @@ std::unique_ptr<Family> make_hunyuan_family(const Manifest& m);
 torch::jit::Module load_module(const Manifest& m, const std::string& role, c10::Device device,
                                c10::ScalarType dtype);
 at::Tensor ids_tensor(const std::vector<std::vector<int64_t>>& rows, c10::Device device);
+// Guidance-distilled transformers (FLUX.1-dev, HunyuanVideo) carry a guidance embedder.
+bool has_guidance_embedder(const torch::jit::Module& transformer);
+// The pooled CLIP vector of a batch of CLIP ids [B, 77] -> [B, D] in `dtype`.
+at::Tensor clip_pooled(torch::jit::Module& clip, const std::vector<std::vector<int64_t>>& ids,
+                       c10::Device device, c10::ScalarType dtype);
 // Three latent channels [3, h, w], min-max normalised, pooled to `side` pixels, as PNG.
 std::string latent_preview_png(const at::Tensor& lat3, int64_t side);
 

@@ -35,11 +35,7 @@ class FluxFamily : public Family {
     t5_ = load_module(m, "t5", device, dtype);
     clip_ = load_module(m, "clip", device, dtype);
     vae_ = load_module(m, "vae_decoder", device, dtype);
-    // Guidance-distilled models (FLUX.1-dev) carry a guidance embedder; schnell does not.
-    guidance_embeds = false;
-    for (const auto& p : transformer_.named_parameters()) {
-      if (p.name.rfind("time_text_embed.guidance_embedder.", 0) == 0) guidance_embeds = true;
-    }
+    guidance_embeds = has_guidance_embedder(transformer_);
     try {
       tokenizer::T5Tokenizer::Options t5o;
       t5o.max_length = static_cast<int>(m.text.t5_max_length);
@@ -93,11 +89,7 @@ class FluxFamily : public Family {
     }
     TextBatch b;
     b.seq = t5_.forward({ids_tensor(main, device), c10::IValue()}).toTensor().to(dtype);
-    b.pooled = clip_.forward({ids_tensor(clip, device), c10::IValue()})
-                   .toTuple()
-                   ->elements()[1]
-                   .toTensor()
-                   .to(dtype);
+    b.pooled = clip_pooled(clip_, clip, device, dtype);
     return b;
   }
 

@@ -27,10 +27,7 @@ class HunyuanFamily : public Family {
     llm_ = load_module(m, "llm", device, dtype);
     clip_ = load_module(m, "clip", device, dtype);
     vae_ = load_module(m, "vae_decoder", device, dtype);
-    guidance_embeds = false;
-    for (const auto& p : transformer_.named_parameters()) {
-      if (p.name.rfind("time_text_embed.guidance_embedder.", 0) == 0) guidance_embeds = true;
-    }
+    guidance_embeds = has_guidance_embedder(transformer_);
     const auto slot = m.text.llm_template.find("{}");
     prefix_ = m.text.llm_template.substr(0, slot);
     suffix_ = m.text.llm_template.substr(slot + 2);
@@ -113,11 +110,7 @@ class HunyuanFamily : public Family {
     const at::Tensor hidden =
         llm_.forward({ids_tensor(main, device), ids_tensor(mask, device)}).toTensor();
     b.seq = hidden.narrow(1, m_.text.llm_crop_start, m_.text.llm_max_length).to(dtype);
-    b.pooled = clip_.forward({ids_tensor(clip, device), c10::IValue()})
-                   .toTuple()
-                   ->elements()[1]
-                   .toTensor()
-                   .to(dtype);
+    b.pooled = clip_pooled(clip_, clip, device, dtype);
     return b;
   }
 
