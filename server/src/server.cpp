@@ -145,11 +145,11 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
   grpc::CallbackServerContext* ctx_;
   std::shared_ptr<Link> link_ = std::make_shared<Link>();
   std::string model_ = "unknown";
-  std::string job_id_;
   int64_t fps_ = 0;  // video: the MP4's frames per second (request or model default)
   Clock::time_point accepted_at_ = Clock::now();
   Clock::time_point started_at_{};
   // Guarded by link_->mu.
+  std::string job_id_;  // set once, when the scheduler accepts the job
   std::deque<v1::GenerateEvent> pending_;
   v1::GenerateEvent current_;
   bool ready_ = false;  // Accepted is first in pending_ (or the RPC was refused)
@@ -225,25 +225,34 @@ void GenerateReactor::admit(const v1::GenerateRequest& req) {
     shape += "x" + std::to_string(sub.request.frames);
   }
   const int64_t steps = sub.request.steps;
-  job_finished_ = false;
+  // job_finished_ and job_id_ are read by scheduler threads (listener events) and OnCancel
+  // under link_->mu: written under it too.
+  const auto set_finished = [this](bool finished) {
+    std::lock_guard<std::mutex> g(link_->mu);
+    job_finished_ = finished;
+  };
+  set_finished(false);
   scheduler::SubmitResult r = c_.scheduler->submit(std::move(sub));
   switch (r.status) {
     case scheduler::SubmitStatus::kAccepted:
       break;
     case scheduler::SubmitStatus::kUnknownModel:
-      job_finished_ = true;
+      set_finished(true);
       return reject({grpc::StatusCode::NOT_FOUND, r.message});
     case scheduler::SubmitStatus::kInvalid:
-      job_finished_ = true;
+      set_finished(true);
       return reject({grpc::StatusCode::INVALID_ARGUMENT, r.message});
     case scheduler::SubmitStatus::kQueueFull:
-      job_finished_ = true;
+      set_finished(true);
       return reject({grpc::StatusCode::RESOURCE_EXHAUSTED, r.message});
     case scheduler::SubmitStatus::kDraining:
-      job_finished_ = true;
+      set_finished(true);
       return reject({grpc::StatusCode::UNAVAILABLE, "server is draining (shutting down)"});
   }
-  job_id_ = r.job_id;
+  {
+    std::lock_guard<std::mutex> g(link_->mu);
+    job_id_ = r.job_id;
+  }
   log(level_enum::info, "accepted",
       {{"job_id", job_id_},
        {"model", model_},
@@ -405,12 +414,13 @@ void GenerateReactor::OnCancel() {
                             ? grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded")
                             : grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
   const bool cancel_job = !job_finished_ && !job_id_.empty();
+  const std::string job_id = job_id_;
   lk.unlock();
   if (cancel_job) {
-    c_.scheduler->cancel(job_id_);
+    c_.scheduler->cancel(job_id);
     log(level_enum::info,
         deadline ? "deadline passed; job cancelled" : "rpc cancelled; job cancelled",
-        {{"job_id", job_id_}});
+        {{"job_id", job_id}});
   }
   lk.lock();
   pump(lk);
