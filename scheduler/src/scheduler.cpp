@@ -520,6 +520,15 @@ class Core {
 
       lk.unlock();
       std::vector<engine::Result> results = run_safely(ex, jobs);
+      // A batch that ran out of device memory is retried one job at a time before anything
+      // fails: one job needs a fraction of the batch's activations. (Its clients see the
+      // progress count start again.)
+      if (jobs.size() > 1) {
+        for (size_t i = 0; i < jobs.size(); ++i) {
+          if (results[i].error.code != ErrorCode::kOutOfMemory) continue;
+          results[i] = run_safely(ex, {jobs[i]}).front();
+        }
+      }
       jobs.clear();
       lk.lock();
       for (size_t i = 0; i < batch.size(); ++i) finish(*batch[i], std::move(results[i]));

@@ -68,7 +68,8 @@ struct Log {
 
 // Behaviour from the request: `steps` fake steps of `step_time` each (checking cancel and
 // deadline before every step, as the engine does); prompt "throw" throws, "oom" fails with
-// kOutOfMemory, "short" returns no results; batch key = width x height.
+// kOutOfMemory, "oom-batch" only in a batch of more than one, "short" returns no results;
+// batch key = width x height.
 class FakeExecutor : public Executor {
  public:
   FakeExecutor(std::string device, std::shared_ptr<Log> log, milliseconds step_time,
@@ -128,7 +129,8 @@ class FakeExecutor : public Executor {
         } else if (Clock::now() >= o->deadline()) {
           results[i].error = {ErrorCode::kDeadlineExceeded, "deadline"};
           active[i] = false;
-        } else if (jobs[i].request.prompt == "oom") {
+        } else if (jobs[i].request.prompt == "oom" ||
+                   (jobs[i].request.prompt == "oom-batch" && jobs.size() > 1)) {
           results[i].error = {ErrorCode::kOutOfMemory, "out of memory"};
           active[i] = false;
         }
@@ -588,6 +590,25 @@ TEST(Scheduler, FailingAndThrowingExecutorsKeepTheWorkerServing) {
   ASSERT_TRUE(ok->wait_finished());
   EXPECT_EQ(ok->code(), ErrorCode::kOk);
   for (auto* r : {&thrown, &oom, &shortr, &ok}) EXPECT_TRUE((*r)->order_ok());
+}
+
+TEST(Scheduler, BatchOutOfMemoryIsRetriedOneJobAtATime) {
+  Fixture f(config(3, 20s), 1, 1ms, false);  // the three jobs run as one full batch
+  auto a = f.submit(req("oom-batch")).second;
+  auto b = f.submit(req("fine")).second;
+  auto c = f.submit(req("oom-batch")).second;
+  for (auto* r : {&a, &b, &c}) ASSERT_TRUE((*r)->wait_finished());
+  EXPECT_EQ(a->batch_size(), 3);
+  EXPECT_EQ(a->code(), ErrorCode::kOk);  // retried alone: fits
+  EXPECT_EQ(c->code(), ErrorCode::kOk);
+  EXPECT_EQ(b->code(), ErrorCode::kOk);  // not retried: it had its result
+  EXPECT_EQ(a->result().bytes, "image:oom-batch");
+  const auto calls = f.log->snapshot();
+  ASSERT_EQ(calls.size(), 3u);  // the batch, then the two failed jobs alone
+  EXPECT_EQ(calls[0].prompts.size(), 3u);
+  EXPECT_EQ(calls[1].prompts, (std::vector<std::string>{"oom-batch"}));
+  EXPECT_EQ(calls[2].prompts, (std::vector<std::string>{"oom-batch"}));
+  for (auto* r : {&a, &b, &c}) EXPECT_TRUE((*r)->order_ok());
 }
 
 TEST(Scheduler, DrainRefusesNewAndLetsQueuedAndRunningFinish) {

@@ -52,7 +52,8 @@ class Server:
     `server_args`: more command-line arguments."""
 
     def __init__(self, max_queue=64, max_batch=4, drain_timeout_s=30, extra_yaml="",
-                 model_yaml="", use_config=True, more_models_yaml="", server_args=()):
+                 model_yaml="", use_config=True, more_models_yaml="", server_args=(),
+                 max_batch_delay_ms=10):
         self.port = free_port()
         self.metrics_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -76,7 +77,7 @@ class Server:
                         f"    bundle: \"{TINY_BUNDLE}\"\n"
                         f"    max_queue: {max_queue}\n"
                         f"    max_batch: {max_batch}\n"
-                        "    max_batch_delay_ms: 10\n"
+                        f"    max_batch_delay_ms: {max_batch_delay_ms}\n"
                         f"{model_yaml}"
                         f"{more_models_yaml}")
             args += ["--config", cfg]

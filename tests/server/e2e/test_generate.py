@@ -128,3 +128,22 @@ def test_out_of_memory_is_resource_exhausted_and_worker_lives_on():
         harness.decode_image(data)
     finally:
         assert s.stop() == 0
+
+
+def test_out_of_memory_in_a_batch_is_retried_one_job_at_a_time():
+    import concurrent.futures
+
+    # The first batch (four equal-shape requests, gathered for up to 2 s) fails with an
+    # injected out-of-memory; each job is then retried alone and all four finish.
+    s = harness.Server(max_batch=4, max_batch_delay_ms=2000,
+                       model_yaml="    inject_oom_at_step: 1\n")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(harness.client.generate, s.stub,
+                                   harness.request(steps=2, seed=i), timeout=120)
+                       for i in range(4)]
+            for f in futures:
+                data, _, _ = f.result()
+                harness.decode_image(data)
+    finally:
+        assert s.stop() == 0
