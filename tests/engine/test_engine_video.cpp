@@ -131,11 +131,15 @@ TEST_F(EngineVideoTest, ValidationNamesTheFieldAndLimit) {
   const auto error = [](Request r) { return engine_->validate(r).message; };
   Request r = clip("x", 1);
   r.frames = 8;
-  EXPECT_THAT(error(r), HasSubstr("frames must be 4k+1 in [1, 33]; got 8"));
+  EXPECT_THAT(error(r), HasSubstr("frames must be 4k+1 in [1, 33] (or 0 for the model's "
+                                  "default 9); got 8"));
   r.frames = 37;
-  EXPECT_THAT(error(r), HasSubstr("frames must be 4k+1 in [1, 33]; got 37"));
-  r.frames = 0;
-  EXPECT_THAT(error(r), HasSubstr("frames must be"));
+  EXPECT_THAT(error(r), HasSubstr("frames must be 4k+1 in [1, 33]"));
+  r.frames = -3;
+  EXPECT_THAT(error(r), HasSubstr("frames must be 4k+1 in [1, 33]"));
+  r.frames = 0;  // the model's default
+  EXPECT_TRUE(engine_->validate(r).ok());
+  EXPECT_EQ(engine_->prepare(r).request.frames, 9);
   r = clip("x", 1);
   r.fps = 61;
   EXPECT_THAT(error(r), HasSubstr("fps must be in [1, 60]"));
@@ -193,7 +197,8 @@ TEST(EngineVideoLimits, FramesTimesPixelsIsLimited) {
   o.bundle = small_limit_bundle();
   auto engine = Engine::load(o);
   EXPECT_THAT(engine->validate(clip("x", 1, 33, 64, 64)).message,
-              HasSubstr("frames x width x height must be at most 100000; got 135168"));
+              HasSubstr("frames x width x height must be at most 100000 (max_video_pixels); got "
+                        "33 x 64 x 64 = 135168"));
   EXPECT_TRUE(engine->validate(clip("x", 1, 17, 64, 64)).ok());
   // Not std::filesystem::remove_all: libtorch.so exports a copy of it that crashes here.
   EXPECT_EQ(std::system(("rm -rf '" + o.bundle + "'").c_str()), 0);
@@ -205,7 +210,7 @@ TEST(EngineVideoLimits, ImageModelRefusesVideoFields) {
   o.bundle = b == nullptr ? std::string("bundles/flux-tiny") : std::string(b);
   auto engine = Engine::load(o);
   Request r = clip("x", 1, 9, 64, 64);
-  EXPECT_THAT(engine->validate(r).message, HasSubstr("frames must be 1 for image model"));
+  EXPECT_THAT(engine->validate(r).message, HasSubstr("frames must be 1 (or 0) for image model"));
   r.frames = 1;
   r.fps = 24;
   EXPECT_THAT(engine->validate(r).message, HasSubstr("fps is for video models"));

@@ -97,9 +97,10 @@ Plan Engine::prepare(const Request& in) const {
     }
   }
   if (r.width * r.height > L.max_pixels) {
-    return fail("width x height must be at most " + std::to_string(L.max_pixels) + " pixels; got " +
-                std::to_string(r.width * r.height));
+    return fail("width x height must be at most " + std::to_string(L.max_pixels) +
+                " pixels (max_pixels); got " + std::to_string(r.width * r.height));
   }
+  if (r.frames == 0) r.frames = m.is_video() ? m.defaults.frames : 1;  // 0: the default
   if (Error e = impl_->family->validate(r); !e.ok()) {
     plan.error = e;
     return plan;
@@ -109,20 +110,37 @@ Plan Engine::prepare(const Request& in) const {
     return fail(range("steps", r.steps, L.min_steps, L.max_steps));
   }
   if (r.guidance && !(*r.guidance >= 0.0 && *r.guidance <= 100.0)) {
-    return fail("guidance must be in [0, 100]");
+    return fail("guidance must be a finite number in [0, 100]; got " + std::to_string(*r.guidance));
   }
   if (!r.guidance) r.guidance = m.defaults.guidance;
   if (m.is_video() && r.fps == 0) r.fps = m.defaults.fps;
-  if (r.attention.full_steps < 0) return fail("attention.full_steps must be >= 0");
+  // The attention settings a client may ask for: groups within the token grid, radius 0 (the
+  // bundle's) to 64, full attention for at most every step.
+  const std::vector<int64_t> grid = impl_->family->token_grid(r);
+  const auto& group = r.attention.group;
+  if (!group.empty() && group.size() != grid.size()) {
+    return fail("attention.group must have " + std::to_string(grid.size()) +
+                " entries (one per token-grid axis) or none; got " + std::to_string(group.size()));
+  }
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (group[i] < 1 || group[i] > grid[i]) {
+      return fail("attention.group[" + std::to_string(i) + "] must be in [1, " +
+                  std::to_string(grid[i]) + "] (the token grid); got " + std::to_string(group[i]));
+    }
+  }
+  if (r.attention.radius < 0 || r.attention.radius > 64) {
+    return fail(range("attention.radius", r.attention.radius, 0, 64));
+  }
+  if (r.attention.full_steps < 0 || r.attention.full_steps > r.steps) {
+    return fail(range("attention.full_steps", r.attention.full_steps, 0, r.steps));
+  }
   try {
-    const AttentionPolicy policy(r.attention, impl_->family->token_grid(r), m.grat.pattern,
-                                 m.grat.group, m.grat.radius);
+    const AttentionPolicy policy(r.attention, grid, m.grat.pattern, m.grat.group, m.grat.radius);
     const StepAttention& a = policy.sparse();
     r.attention.mode = *parse_attention_mode(a.pattern);  // auto resolved for this shape
     r.attention.group = a.group;                          // defaults filled, clipped
     r.attention.radius = a.radius;
-    r.attention.full_steps = std::min(policy.full_steps(), r.steps);
-    if (a.pattern == "full") r.attention.full_steps = 0;
+    r.attention.full_steps = a.pattern == "full" ? 0 : policy.full_steps();
   } catch (const std::invalid_argument& e) {
     return fail(e.what());
   }
@@ -132,7 +150,11 @@ Plan Engine::prepare(const Request& in) const {
     if (text->empty()) continue;
     const int64_t n = impl_->family->count_prompt_tokens(*text);
     if (field == std::string("prompt")) plan.prompt_tokens = n;
-    // A text the tokenizer refuses fails in generate() as kTokenizer, like any tokenizer error.
+    if (n < 0) {  // kTokenizer, as generate() reports any tokenizer error
+      plan.error = {ErrorCode::kTokenizer,
+                    std::string(field) + " cannot be tokenized (invalid UTF-8?)"};
+      return plan;
+    }
     if (n > L.max_prompt_tokens) {
       return fail(std::string(field) + " is too long: " + std::to_string(n) +
                   " tokens; max_prompt_tokens is " + std::to_string(L.max_prompt_tokens));

@@ -52,9 +52,14 @@ class FluxFamily : public Family {
 
   Error validate(const Request& r) const override {
     if (r.frames != 1) {
-      return {ErrorCode::kInvalidArgument, "frames must be 1 for image model " + m_.name};
+      return {ErrorCode::kInvalidArgument, "frames must be 1 (or 0) for image model " + m_.name +
+                                               "; got " + std::to_string(r.frames)};
     }
-    if (r.fps != 0) return {ErrorCode::kInvalidArgument, "fps is for video models"};
+    if (r.fps != 0) {
+      return {ErrorCode::kInvalidArgument, "fps must be 0 for image model " + m_.name +
+                                               " (fps is for video models); got " +
+                                               std::to_string(r.fps)};
+    }
     if (r.format == OutputFormat::kMp4) {
       return {ErrorCode::kInvalidArgument, "format mp4 is for video models"};
     }

@@ -49,19 +49,21 @@ class HunyuanFamily : public Family {
     const auto invalid = [](const std::string& msg) {
       return Error{ErrorCode::kInvalidArgument, msg};
     };
-    const int64_t f = r.frames, max_f = m_.limits.max_frames;
-    if (f < 1 || (f - 1) % m_.vae_temporal_scale != 0 || f > max_f) {
-      return invalid("frames must be " + std::to_string(m_.vae_temporal_scale) + "k+1 in [1, " +
-                     std::to_string(max_f) + "]; got " + std::to_string(f));
+    const int64_t f = r.frames, max_f = m_.limits.max_frames, ts = m_.vae_temporal_scale;
+    if (f < 1 || (f - 1) % ts != 0 || f > max_f) {
+      return invalid("frames must be " + std::to_string(ts) + "k+1 in [1, " +
+                     std::to_string(max_f) + "] (or 0 for the model's default " +
+                     std::to_string(m_.defaults.frames) + "); got " + std::to_string(f));
     }
     if (f * r.width * r.height > m_.limits.max_video_pixels) {
       return invalid("frames x width x height must be at most " +
-                     std::to_string(m_.limits.max_video_pixels) + "; got " +
-                     std::to_string(f * r.width * r.height));
+                     std::to_string(m_.limits.max_video_pixels) + " (max_video_pixels); got " +
+                     std::to_string(f) + " x " + std::to_string(r.width) + " x " +
+                     std::to_string(r.height) + " = " + std::to_string(f * r.width * r.height));
     }
     if (r.fps < 0 || r.fps > 60) {
-      return invalid("fps must be in [1, 60] (0: the model's " + std::to_string(m_.defaults.fps) +
-                     "); got " + std::to_string(r.fps));
+      return invalid("fps must be in [1, 60] (or 0 for the model's default " +
+                     std::to_string(m_.defaults.fps) + "); got " + std::to_string(r.fps));
     }
     if (r.format != OutputFormat::kMp4) {
       return invalid("format must be mp4 for video model " + m_.name);
