@@ -585,13 +585,6 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
       executors.push_back(scheduler::make_engine_executor(std::move(engine)));
     }
     m.limits.max_prompt_bytes = e.max_prompt_bytes;
-    try {
-      // Prompt tokens counted with the bundle's own tokenizer (T5 for images, Llama for video).
-      m.limits.count_tokens = load_token_counter(m.limits.manifest);
-    } catch (const std::exception& x) {
-      log(level_enum::warn, "no prompt tokenizer: prompts are limited by bytes only",
-          {{"model", e.name}, {"error", x.what()}});
-    }
     scheduler::ModelConfig mc;
     mc.name = e.name;
     mc.max_queue = e.max_queue;

@@ -1,15 +1,23 @@
-// grat::server request validation: each bad field gives INVALID_ARGUMENT naming the field
-// and its limit; good requests map onto engine::Request.
+// A request as the server and scheduler see it: the server converts the proto
+// (to_engine_request: enums, format, byte limits, priority), the engine's plan checks every
+// model limit (Engine::prepare, which the scheduler calls at submit). Each bad field gives
+// INVALID_ARGUMENT naming the field and its limit; good requests map onto engine::Request.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "grat/engine/engine.h"
 #include "grat/engine/manifest.h"
 #include "grat/server/validation.h"
 #include "grat/v1/generation.pb.h"
@@ -18,6 +26,61 @@ namespace grat::server {
 namespace {
 
 using ::testing::HasSubstr;
+
+ModelLimits tiny_video();
+
+// An engine over a copy of a tiny bundle whose model.yaml lines `key: value` are replaced
+// (one engine per distinct edit set, kept for the whole test binary).
+const engine::Engine& engine_for(const std::string& bundle,
+                                 const std::vector<std::pair<std::string, std::string>>& edits) {
+  static std::map<std::string, std::unique_ptr<engine::Engine>> cache;
+  std::string id = bundle;
+  for (const auto& [k, v] : edits) id += "|" + k + "=" + v;
+  auto& slot = cache[id];
+  if (slot) return *slot;
+  std::string folder = bundle;
+  if (!edits.empty()) {
+    folder = "/tmp/grat_srv_val_" + std::to_string(::getpid()) + "_" + std::to_string(cache.size());
+    EXPECT_EQ(
+        std::system(("rm -rf '" + folder + "' && cp -r '" + bundle + "' '" + folder + "'").c_str()),
+        0);
+    std::ifstream in(folder + "/model.yaml");
+    std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const auto& [k, v] : edits) {
+      const auto at = yaml.find(" " + k + ": ");
+      EXPECT_NE(at, std::string::npos) << k;
+      const auto end = yaml.find('\n', at);
+      yaml.replace(at, end - at, " " + k + ": " + v);
+    }
+    std::ofstream(folder + "/model.yaml") << yaml;
+  }
+  engine::EngineOptions o;
+  o.bundle = folder;
+  slot = engine::Engine::load(o);
+  return *slot;
+}
+
+// The server's conversion, then the engine's plan (the scheduler maps a refused plan to
+// INVALID_ARGUMENT with its message).
+grpc::Status check(const v1::GenerateRequest& in, const ModelLimits& m, const engine::Engine& e,
+                   engine::Request* out) {
+  engine::Request r;
+  if (grpc::Status s = to_engine_request(in, m, 1, &r); !s.ok()) return s;
+  const engine::Plan plan = e.prepare(r);
+  if (!plan.error.ok()) return {grpc::StatusCode::INVALID_ARGUMENT, plan.error.message};
+  *out = plan.request;
+  return grpc::Status::OK;
+}
+
+const engine::Engine& image_engine(
+    const std::vector<std::pair<std::string, std::string>>& edits = {}) {
+  return engine_for(GRAT_TINY_BUNDLE, edits);
+}
+
+// The tiny video bundle with limits.max_video_pixels = 17 x 128 x 128 (tiny_video()).
+const engine::Engine& video_engine() {
+  return engine_for(GRAT_TINY_VIDEO_BUNDLE, {{"max_video_pixels", "278528"}});
+}
 
 ModelLimits tiny() {
   ModelLimits m;
@@ -119,31 +182,31 @@ TEST(ServerValidation, EachBadFieldNamesFieldAndLimit) {
     v1::GenerateRequest r = good();
     cases[i].edit(r);
     engine::Request out;
-    const grpc::Status s = to_engine_request(r, tiny(), 1, &out);
+    const grpc::Status s = check(r, tiny(), image_engine(), &out);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << "case " << i;
     EXPECT_THAT(s.error_message(), HasSubstr(cases[i].want)) << "case " << i;
   }
 }
 
 TEST(ServerValidation, TooManyPixels) {
-  ModelLimits m = tiny();
-  m.manifest.limits.max_pixels = 512 * 512;
+  const ModelLimits m = tiny();
+  const engine::Engine& e = image_engine({{"max_pixels", "262144"}});
   v1::GenerateRequest r = good();
   r.set_width(1024);
   r.set_height(512);
   engine::Request out;
-  const grpc::Status s = to_engine_request(r, m, 1, &out);
+  const grpc::Status s = check(r, m, e, &out);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(),
               HasSubstr("width x height must be at most 262144 pixels (max_pixels); got 524288"));
   r.set_width(512);
-  EXPECT_TRUE(to_engine_request(r, m, 1, &out).ok());
+  EXPECT_TRUE(check(r, m, e, &out).ok());
 }
 
 TEST(ServerValidation, VideoFramesAre4kPlus1) {
-  ModelLimits m = tiny();
-  m.manifest.kind = "video";
-  m.manifest.limits.max_frames = 129;
+  const ModelLimits m = tiny_video();
+  const engine::Engine& e =
+      engine_for(GRAT_TINY_VIDEO_BUNDLE, {{"max_frames", "129"}, {"max_video_pixels", "19021824"}});
   v1::GenerateRequest r = good();
   r.mutable_attention()->add_group(1);
   r.mutable_attention()->add_group(2);
@@ -151,13 +214,13 @@ TEST(ServerValidation, VideoFramesAre4kPlus1) {
   engine::Request out;
   for (int f : {1, 5, 129}) {
     r.set_frames(f);
-    EXPECT_TRUE(to_engine_request(r, m, 1, &out).ok()) << f;
+    EXPECT_TRUE(check(r, m, e, &out).ok()) << f;
     EXPECT_EQ(out.frames, f);
     EXPECT_EQ(out.format, engine::OutputFormat::kMp4);
   }
   for (int f : {2, 4, 6, 133, -3}) {
     r.set_frames(f);
-    const grpc::Status s = to_engine_request(r, m, 1, &out);
+    const grpc::Status s = check(r, m, e, &out);
     EXPECT_THAT(s.error_message(), HasSubstr("frames must be 4k+1 in [1, 129]")) << f;
   }
 }
@@ -203,30 +266,32 @@ TEST(ServerValidation, MapsAVideoRequest) {
   in.mutable_attention()->set_mode(v1::ATTENTION_MODE_B);
   for (int g : {5, 2, 2}) in.mutable_attention()->add_group(g);  // 17 frames: 5 latent frames
   engine::Request out;
-  ASSERT_TRUE(to_engine_request(in, tiny_video(), 3, &out).ok());
+  ASSERT_TRUE(check(in, tiny_video(), video_engine(), &out).ok());
   EXPECT_EQ(out.frames, 17);
   EXPECT_EQ(out.fps, 24);
   EXPECT_EQ(out.format, engine::OutputFormat::kMp4);
   EXPECT_EQ(out.attention.group, (std::vector<int64_t>{5, 2, 2}));
-  // 0: the model's default frames; fps 0 goes to the engine as "the bundle's default".
+  // 0: the model's default frames and fps (the engine's plan fills them in).
   in.set_frames(0);
   in.set_fps(0);
   in.clear_attention();
   in.set_format(v1::OUTPUT_FORMAT_MP4);
   ASSERT_TRUE(to_engine_request(in, tiny_video(), 3, &out).ok());
+  EXPECT_EQ(out.frames, 0);  // the conversion passes 0 on
+  ASSERT_TRUE(check(in, tiny_video(), video_engine(), &out).ok());
   EXPECT_EQ(out.frames, 9);
-  EXPECT_EQ(out.fps, 0);
+  EXPECT_EQ(out.fps, 8);
   EXPECT_EQ(out.format, engine::OutputFormat::kMp4);
   for (int fps : {1, 60}) {
     in.set_fps(fps);
-    ASSERT_TRUE(to_engine_request(in, tiny_video(), 3, &out).ok()) << fps;
+    ASSERT_TRUE(check(in, tiny_video(), video_engine(), &out).ok()) << fps;
     EXPECT_EQ(out.fps, fps);
   }
   // frames x width x height exactly at max_video_pixels is allowed.
   in.set_frames(17);
   in.set_width(128);
   in.set_height(128);
-  EXPECT_TRUE(to_engine_request(in, tiny_video(), 3, &out).ok());
+  EXPECT_TRUE(check(in, tiny_video(), video_engine(), &out).ok());
 }
 
 TEST(ServerValidation, EachBadVideoFieldNamesFieldAndLimit) {
@@ -264,7 +329,7 @@ TEST(ServerValidation, EachBadVideoFieldNamesFieldAndLimit) {
     v1::GenerateRequest r = good_video();
     cases[i].edit(r);
     engine::Request out;
-    const grpc::Status s = to_engine_request(r, tiny_video(), 1, &out);
+    const grpc::Status s = check(r, tiny_video(), video_engine(), &out);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << "case " << i;
     EXPECT_THAT(s.error_message(), HasSubstr(cases[i].want)) << "case " << i;
   }
@@ -274,74 +339,51 @@ TEST(ServerValidation, ImageModelsRefuseVideoFields) {
   engine::Request out;
   v1::GenerateRequest r = good();
   r.set_fps(8);
-  grpc::Status s = to_engine_request(r, tiny(), 1, &out);
+  grpc::Status s = check(r, tiny(), image_engine(), &out);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(
       s.error_message(),
       HasSubstr("fps must be 0 for image model flux-tiny (fps is for video models); got 8"));
   r = good();
   r.set_frames(9);
-  s = to_engine_request(r, tiny(), 1, &out);
+  s = check(r, tiny(), image_engine(), &out);
   EXPECT_THAT(s.error_message(), HasSubstr("frames must be 1 (or 0) for image model flux-tiny"));
   r.set_frames(1);
-  ASSERT_TRUE(to_engine_request(r, tiny(), 1, &out).ok());
+  ASSERT_TRUE(check(r, tiny(), image_engine(), &out).ok());
   EXPECT_EQ(out.frames, 1);
   EXPECT_EQ(out.fps, 0);
 }
 
-TEST(ServerValidation, PromptTokensCountedByTheModelsCounter) {
-  for (ModelLimits m : {tiny(), tiny_video()}) {
-    m.count_tokens = [](const std::string& text) -> int64_t {
-      if (text.find('\xff') != std::string::npos) return -1;
-      return static_cast<int64_t>(text.size()) / 2;  // a stand-in tokenizer: 2 bytes a token
-    };
-    v1::GenerateRequest r = m.manifest.is_video() ? good_video() : good();
-    r.set_prompt(std::string(128, 'a'));
+// Prompt tokens are counted by the model's own tokenizer in the engine's plan: T5 (with </s>)
+// for the image bundle, the Llama tokenizer for the video bundle (the prompt's own tokens: the
+// template the engine wraps it in is not the client's to spend).
+TEST(ServerValidation, PromptTokensCountedByTheModelsOwnTokenizer) {
+  for (const bool video : {false, true}) {
+    const ModelLimits m = video ? tiny_video() : tiny();
+    const engine::Engine& e = video ? video_engine() : image_engine();
+    v1::GenerateRequest r = video ? good_video() : good();
     engine::Request out;
-    EXPECT_TRUE(to_engine_request(r, m, 1, &out).ok());
-    r.set_prompt(std::string(130, 'a'));
-    grpc::Status s = to_engine_request(r, m, 1, &out);
+    r.set_prompt("a red fox");
+    ASSERT_TRUE(check(r, m, e, &out).ok());
+    engine::Request converted;
+    ASSERT_TRUE(to_engine_request(r, m, 1, &converted).ok());
+    const int64_t one = e.prepare(converted).prompt_tokens;
+    EXPECT_GT(one, 0);
+    if (video) {
+      EXPECT_LT(one, 10);  // no template, no <|begin_of_text|>
+    }
+    std::string many;
+    while (static_cast<int64_t>(many.size()) < 280) many += "a red fox ";
+    r.set_prompt(many);  // within max_prompt_bytes (300), over 64 tokens
+    grpc::Status s = check(r, m, e, &out);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-    EXPECT_THAT(s.error_message(),
-                HasSubstr("prompt is too long: 65 tokens; max_prompt_tokens is 64"));
+    EXPECT_THAT(s.error_message(), HasSubstr("prompt is too long: "));
+    EXPECT_THAT(s.error_message(), HasSubstr(" tokens; max_prompt_tokens is 64"));
     r.set_prompt("ok");
     r.set_negative_prompt("bad \xff");
-    s = to_engine_request(r, m, 1, &out);
+    s = check(r, m, e, &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(s.error_message(), HasSubstr("negative_prompt cannot be tokenized"));
-  }
-}
-
-bool has_bundle(const char* folder) {
-  struct stat st {};
-  return ::stat((std::string(folder) + "/model.yaml").c_str(), &st) == 0;
-}
-
-// The counters of the real tiny bundles: T5 (with </s>) for the image bundle, the Llama
-// tokenizer (the prompt's own tokens, no template) for the video bundle.
-TEST(ServerValidation, TokenCountersOfTheTinyBundles) {
-  for (const char* folder : {GRAT_TINY_BUNDLE, GRAT_TINY_VIDEO_BUNDLE}) {
-    if (!has_bundle(folder)) {
-      GTEST_SKIP() << "no bundle at " << folder;
-    }
-    engine::Manifest mf;
-    try {
-      mf = engine::load_manifest(folder);
-    } catch (const std::exception& e) {
-      GTEST_SKIP() << folder << ": " << e.what();  // a bundle older than its loader
-    }
-    const TokenCounter count = load_token_counter(mf);
-    ASSERT_TRUE(count) << folder;
-    const int64_t one = count("a red fox");
-    EXPECT_GT(one, 0) << folder;
-    std::string many;
-    for (int i = 0; i < 40; ++i) many += "a red fox ";
-    EXPECT_GT(count(many), 10 * one) << folder;
-    EXPECT_EQ(count("bad \xff\xfe"), -1) << folder;
-    // Video: no template, no <|begin_of_text|>: the count does not include the 95-token
-    // template the engine wraps the prompt in.
-    if (mf.is_video()) {
-      EXPECT_LT(one, 10);
-    }
   }
 }
 
