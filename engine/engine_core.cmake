@@ -24,7 +24,9 @@ add_library(grat_engine_core STATIC
   ${_core}/manifest.cpp
   ${_core}/image_codec.cpp
   ${_core}/video_codec.cpp)
-target_include_directories(grat_engine_core PUBLIC ${CMAKE_CURRENT_LIST_DIR}/include)
+# grat/pattern.h (header-only): the pattern names and request limits the kernels define.
+target_include_directories(grat_engine_core PUBLIC ${CMAKE_CURRENT_LIST_DIR}/include
+  ${CMAKE_CURRENT_LIST_DIR}/../kernels/include)
 target_link_libraries(grat_engine_core PUBLIC yaml-cpp PNG::PNG grat_webp)
 target_compile_options(grat_engine_core PRIVATE ${GRAT_WARNINGS})
 set_target_properties(grat_engine_core PROPERTIES POSITION_INDEPENDENT_CODE ON)

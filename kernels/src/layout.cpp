@@ -4,32 +4,15 @@
 
 #include <c10/util/Exception.h>
 
-#include <algorithm>
-#include <cctype>
-
 namespace grat {
 
 using detail::num;
 
 Pattern parse_pattern(const std::string& name) {
-  std::string s(name);
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (s == "full") return Pattern::kFull;
-  if (s == "b") return Pattern::kB;
-  if (s == "x") return Pattern::kX;
-  TORCH_CHECK(false, "grat: pattern must be one of \"full\", \"B\", \"X\"; got \"", name, "\"");
-}
-
-const char* pattern_name(Pattern p) {
-  switch (p) {
-    case Pattern::kFull:
-      return "full";
-    case Pattern::kB:
-      return "B";
-    case Pattern::kX:
-      return "X";
-  }
-  return "?";
+  const std::optional<Pattern> p = find_pattern(name);
+  TORCH_CHECK(p.has_value(), "grat: pattern must be one of \"full\", \"B\", \"X\"; got \"", name,
+              "\"");
+  return *p;
 }
 
 Layout make_layout(const std::vector<int64_t>& grid, const std::vector<int64_t>& group,

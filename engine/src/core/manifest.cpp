@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "grat/pattern.h"
+
 #include <sys/stat.h>
 
 #include <initializer_list>
@@ -175,7 +177,9 @@ Manifest load_manifest(const std::string& folder) {
 
   const Table grat(top.get("grat"), "grat", {"pattern", "group", "radius"});
   m.grat.pattern = grat.text("pattern");
-  if (m.grat.pattern != "full" && m.grat.pattern != "B" && m.grat.pattern != "X") {
+  // As the kernels spell it (grat/pattern.h), exactly.
+  const auto pattern = find_pattern(m.grat.pattern);
+  if (!pattern || m.grat.pattern != pattern_name(*pattern)) {
     fail("grat.pattern", "must be full, B or X, got '" + m.grat.pattern + "'");
   }
   const YAML::Node group = grat.get("group");

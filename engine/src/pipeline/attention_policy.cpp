@@ -1,5 +1,7 @@
 #include "grat/engine/attention_policy.h"
 
+#include "grat/pattern.h"
+
 #include <algorithm>
 #include <cctype>
 #include <sstream>
@@ -11,9 +13,16 @@ std::optional<AttentionMode> parse_attention_mode(const std::string& name) {
   std::string s(name);
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   if (s == "auto" || s.empty()) return AttentionMode::kAuto;
-  if (s == "full") return AttentionMode::kFull;
-  if (s == "b") return AttentionMode::kB;
-  if (s == "x") return AttentionMode::kX;
+  const std::optional<Pattern> p = find_pattern(name);
+  if (!p) return std::nullopt;
+  switch (*p) {
+    case Pattern::kFull:
+      return AttentionMode::kFull;
+    case Pattern::kB:
+      return AttentionMode::kB;
+    case Pattern::kX:
+      return AttentionMode::kX;
+  }
   return std::nullopt;
 }
 
@@ -22,11 +31,11 @@ const char* attention_mode_name(AttentionMode mode) {
     case AttentionMode::kAuto:
       return "auto";
     case AttentionMode::kFull:
-      return "full";
+      return pattern_name(Pattern::kFull);
     case AttentionMode::kB:
-      return "B";
+      return pattern_name(Pattern::kB);
     case AttentionMode::kX:
-      return "X";
+      return pattern_name(Pattern::kX);
   }
   return "?";
 }
@@ -73,8 +82,9 @@ AttentionPolicy::AttentionPolicy(const AttentionSettings& req, std::vector<int64
     group[a] = std::min(group[a], grid_[a]);  // a group larger than the grid is the grid
   }
   const int64_t radius = req.radius == 0 ? default_radius : req.radius;
-  if (radius < 1 || radius > 64) {
-    throw std::invalid_argument("attention.radius must be in [1, 64]; got " +
+  if (radius < 1 || radius > kMaxRequestRadius) {
+    throw std::invalid_argument("attention.radius must be in [1, " +
+                                std::to_string(kMaxRequestRadius) + "]; got " +
                                 std::to_string(radius));
   }
   std::string pattern;

@@ -6,6 +6,7 @@
 
 #include "engine_impl.h"
 #include "grat/engine/attention_policy.h"
+#include "grat/pattern.h"
 
 namespace grat::engine {
 namespace {
@@ -128,8 +129,8 @@ Plan Engine::prepare(const Request& in) const {
                   std::to_string(grid[i]) + "] (the token grid); got " + std::to_string(group[i]));
     }
   }
-  if (r.attention.radius < 0 || r.attention.radius > 64) {
-    return fail(range("attention.radius", r.attention.radius, 0, 64));
+  if (r.attention.radius < 0 || r.attention.radius > kMaxRequestRadius) {
+    return fail(range("attention.radius", r.attention.radius, 0, kMaxRequestRadius));
   }
   if (r.attention.full_steps < 0 || r.attention.full_steps > r.steps) {
     return fail(range("attention.full_steps", r.attention.full_steps, 0, r.steps));

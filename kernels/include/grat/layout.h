@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "grat/geometry.h"
+#include "grat/pattern.h"
 
 namespace grat {
 
@@ -40,9 +41,8 @@ struct Layout {
   }
 };
 
-// Parses "full" / "B" / "X" (case-insensitive); TORCH_CHECK error otherwise.
+// Parses "full" / "B" / "X" (case-insensitive, pattern.h); TORCH_CHECK error otherwise.
 Pattern parse_pattern(const std::string& name);
-const char* pattern_name(Pattern p);
 
 // Builds and validates a layout; throws c10::Error naming the offending parameter.
 Layout make_layout(const std::vector<int64_t>& grid, const std::vector<int64_t>& group,
