@@ -222,7 +222,9 @@ void GenerateReactor::admit(const v1::GenerateRequest& req) {
   std::string shape = std::to_string(sub.request.width) + "x" + std::to_string(sub.request.height);
   if (it->second.limits.manifest.is_video()) {
     fps_ = sub.request.fps != 0 ? sub.request.fps : it->second.limits.manifest.defaults.fps;
-    shape += "x" + std::to_string(sub.request.frames);
+    const auto& mf = it->second.limits.manifest;
+    shape +=
+        "x" + std::to_string(sub.request.frames != 0 ? sub.request.frames : mf.defaults.frames);
   }
   const int64_t steps = sub.request.steps;
   // job_finished_ and job_id_ are read by scheduler threads (listener events) and OnCancel
