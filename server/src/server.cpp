@@ -145,7 +145,6 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
   grpc::CallbackServerContext* ctx_;
   std::shared_ptr<Link> link_ = std::make_shared<Link>();
   std::string model_ = "unknown";
-  int64_t fps_ = 0;  // video: the MP4's frames per second (request or model default)
   Clock::time_point accepted_at_ = Clock::now();
   Clock::time_point started_at_{};
   // Guarded by link_->mu.
@@ -221,7 +220,6 @@ void GenerateReactor::admit(const v1::GenerateRequest& req) {
   const uint64_t seed = sub.request.seed;
   std::string shape = std::to_string(sub.request.width) + "x" + std::to_string(sub.request.height);
   if (it->second.limits.manifest.is_video()) {
-    fps_ = sub.request.fps != 0 ? sub.request.fps : it->second.limits.manifest.defaults.fps;
     const auto& mf = it->second.limits.manifest;
     shape +=
         "x" + std::to_string(sub.request.frames != 0 ? sub.request.frames : mf.defaults.frames);
@@ -380,7 +378,7 @@ void GenerateReactor::finished_locked(engine::Result r) {
   f->set_guidance(static_cast<float>(r.guidance));
   f->set_attention(r.attention);
   f->set_job_id(job_id_);
-  f->set_fps(static_cast<int32_t>(fps_));
+  f->set_fps(static_cast<int32_t>(r.fps));
   v1::StageTimings* t = f->mutable_timings();
   const Clock::time_point now = Clock::now();
   if (started_at_ != Clock::time_point{}) {

@@ -102,7 +102,7 @@ void drain(Cleanup& c, AVStream* st, bool flush) {
 
 bool video_encoding_available() { return true; }
 
-std::string encode_mp4(const std::vector<uint8_t>& frames, int frame_count, int width, int height,
+std::string encode_mp4(const uint8_t* frames, size_t bytes, int frame_count, int width, int height,
                        int fps, int crf) {
   if (frame_count < 1 || width < 2 || height < 2 || width % 2 || height % 2) {
     throw EncodeError("mp4: need >= 1 frame and even width/height; got " +
@@ -110,9 +110,9 @@ std::string encode_mp4(const std::vector<uint8_t>& frames, int frame_count, int 
                       std::to_string(height));
   }
   const size_t frame_bytes = static_cast<size_t>(width) * static_cast<size_t>(height) * 3;
-  if (frames.size() != frame_bytes * static_cast<size_t>(frame_count)) {
-    throw EncodeError("mp4: frame buffer has " + std::to_string(frames.size()) +
-                      " bytes, expected " + std::to_string(frame_bytes * frame_count));
+  if (bytes != frame_bytes * static_cast<size_t>(frame_count)) {
+    throw EncodeError("mp4: frame buffer has " + std::to_string(bytes) + " bytes, expected " +
+                      std::to_string(frame_bytes * frame_count));
   }
   const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
   if (codec == nullptr) codec = avcodec_find_encoder(AV_CODEC_ID_H264);
@@ -156,7 +156,7 @@ std::string encode_mp4(const std::vector<uint8_t>& frames, int frame_count, int 
   if (c.sws == nullptr) throw EncodeError("mp4: no RGB->YUV converter");
   for (int i = 0; i < frame_count; ++i) {
     check(av_frame_make_writable(c.frame), "frame writable");
-    const uint8_t* src[1] = {frames.data() + frame_bytes * static_cast<size_t>(i)};
+    const uint8_t* src[1] = {frames + frame_bytes * static_cast<size_t>(i)};
     const int stride[1] = {width * 3};
     sws_scale(c.sws, src, stride, 0, height, c.frame->data, c.frame->linesize);
     c.frame->pts = i;
@@ -171,7 +171,7 @@ std::string encode_mp4(const std::vector<uint8_t>& frames, int frame_count, int 
 
 bool video_encoding_available() { return false; }
 
-std::string encode_mp4(const std::vector<uint8_t>&, int, int, int, int, int) {
+std::string encode_mp4(const uint8_t*, size_t, int, int, int, int, int) {
   throw EncodeError("mp4: this build has no video encoding (ffmpeg libraries not found)");
 }
 

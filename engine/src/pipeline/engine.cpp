@@ -67,7 +67,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options) {
 #endif
   impl->dtype = parse_dtype(options.dtype, impl->device);
   torch::jit::setGraphExecutorOptimize(options.optimized_execution);
-  impl->family->load(m, impl->device, impl->dtype);
+  impl->family->load(impl->device, impl->dtype);
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 

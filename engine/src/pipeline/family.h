@@ -39,7 +39,7 @@ class Family {
  public:
   virtual ~Family() = default;
   // Loads the TorchScript modules and tokenizers; throws EngineLoadError naming the file.
-  virtual void load(const Manifest& m, c10::Device device, c10::ScalarType dtype) = 0;
+  virtual void load(c10::Device device, c10::ScalarType dtype) = 0;
   // Limits of this kind (frames, fps, output format); the shared ones are Engine::validate's.
   virtual Error validate(const Request& r) const = 0;
   // Transformer tokens per axis: [h, w] (images) or [t, h, w] (video).

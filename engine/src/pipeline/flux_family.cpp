@@ -28,23 +28,23 @@ class FluxFamily : public Family {
  public:
   explicit FluxFamily(const Manifest& m) : m_(m) {}
 
-  void load(const Manifest& m, c10::Device dev, c10::ScalarType dt) override {
+  void load(c10::Device dev, c10::ScalarType dt) override {
     device = dev;
     dtype = dt;
-    transformer_ = load_module(m, "transformer", device, dtype);
-    t5_ = load_module(m, "t5", device, dtype);
-    clip_ = load_module(m, "clip", device, dtype);
-    vae_ = load_module(m, "vae_decoder", device, dtype);
+    transformer_ = load_module(m_, "transformer", device, dtype);
+    t5_ = load_module(m_, "t5", device, dtype);
+    clip_ = load_module(m_, "clip", device, dtype);
+    vae_ = load_module(m_, "vae_decoder", device, dtype);
     guidance_embeds = has_guidance_embedder(transformer_);
     try {
       tokenizer::T5Tokenizer::Options t5o;
-      t5o.max_length = static_cast<int>(m.text.t5_max_length);
+      t5o.max_length = static_cast<int>(m_.text.t5_max_length);
       t5_tok_ = std::make_unique<tokenizer::T5Tokenizer>(
-          tokenizer::T5Tokenizer::Load(m.path("t5_tokenizer"), t5o));
+          tokenizer::T5Tokenizer::Load(m_.path("t5_tokenizer"), t5o));
       tokenizer::ClipTokenizer::Options co;
-      co.max_length = static_cast<int>(m.text.clip_max_length);
+      co.max_length = static_cast<int>(m_.text.clip_max_length);
       clip_tok_ = std::make_unique<tokenizer::ClipTokenizer>(
-          tokenizer::ClipTokenizer::Load(m.path("clip_vocab"), m.path("clip_merges"), co));
+          tokenizer::ClipTokenizer::Load(m_.path("clip_vocab"), m_.path("clip_merges"), co));
     } catch (const std::exception& e) {
       throw EngineLoadError(std::string("engine: tokenizer files do not load: ") + e.what());
     }

@@ -20,26 +20,26 @@ class HunyuanFamily : public Family {
  public:
   explicit HunyuanFamily(const Manifest& m) : m_(m) {}
 
-  void load(const Manifest& m, c10::Device dev, c10::ScalarType dt) override {
+  void load(c10::Device dev, c10::ScalarType dt) override {
     device = dev;
     dtype = dt;
-    transformer_ = load_module(m, "transformer", device, dtype);
-    llm_ = load_module(m, "llm", device, dtype);
-    clip_ = load_module(m, "clip", device, dtype);
-    vae_ = load_module(m, "vae_decoder", device, dtype);
+    transformer_ = load_module(m_, "transformer", device, dtype);
+    llm_ = load_module(m_, "llm", device, dtype);
+    clip_ = load_module(m_, "clip", device, dtype);
+    vae_ = load_module(m_, "vae_decoder", device, dtype);
     guidance_embeds = has_guidance_embedder(transformer_);
-    const auto slot = m.text.llm_template.find("{}");
-    prefix_ = m.text.llm_template.substr(0, slot);
-    suffix_ = m.text.llm_template.substr(slot + 2);
+    const auto slot = m_.text.llm_template.find("{}");
+    prefix_ = m_.text.llm_template.substr(0, slot);
+    suffix_ = m_.text.llm_template.substr(slot + 2);
     try {
       tokenizer::LlamaTokenizer::Options lo;
-      lo.max_length = static_cast<int>(m.text.llm_max_length + m.text.llm_crop_start);
+      lo.max_length = static_cast<int>(m_.text.llm_max_length + m_.text.llm_crop_start);
       llm_tok_ = std::make_unique<tokenizer::LlamaTokenizer>(
-          tokenizer::LlamaTokenizer::Load(m.path("llm_tokenizer"), lo));
+          tokenizer::LlamaTokenizer::Load(m_.path("llm_tokenizer"), lo));
       tokenizer::ClipTokenizer::Options co;
-      co.max_length = static_cast<int>(m.text.clip_max_length);
+      co.max_length = static_cast<int>(m_.text.clip_max_length);
       clip_tok_ = std::make_unique<tokenizer::ClipTokenizer>(
-          tokenizer::ClipTokenizer::Load(m.path("clip_vocab"), m.path("clip_merges"), co));
+          tokenizer::ClipTokenizer::Load(m_.path("clip_vocab"), m_.path("clip_merges"), co));
     } catch (const std::exception& e) {
       throw EngineLoadError(std::string("engine: tokenizer files do not load: ") + e.what());
     }
@@ -158,12 +158,11 @@ class HunyuanFamily : public Family {
   EncodedOutput encode_output(const at::Tensor& frames, const Request& r) const override {
     const auto t0 = std::chrono::steady_clock::now();
     const at::Tensor f = frames.contiguous();
-    const uint8_t* px = f.data_ptr<uint8_t>();
-    std::vector<uint8_t> bytes(px, px + f.numel());
     EncodedOutput out;
-    out.bytes = encode_mp4(bytes, static_cast<int>(f.size(0)), static_cast<int>(f.size(2)),
+    out.bytes = encode_mp4(f.data_ptr<uint8_t>(), static_cast<size_t>(f.numel()),
+                           static_cast<int>(f.size(0)), static_cast<int>(f.size(2)),
                            static_cast<int>(f.size(1)),
-                           static_cast<int>(r.fps > 0 ? r.fps : m_.defaults.fps));
+                           static_cast<int>(r.fps));  // resolved by the plan
     out.mime = "video/mp4";
     out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return out;

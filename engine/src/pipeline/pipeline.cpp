@@ -199,6 +199,7 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
       res.height = static_cast<int>(frames.size(2));
       res.frames = frames.size(1);
       res.steps = steps;
+      res.fps = r.fps;
       res.guidance = r.guidance.value_or(m.defaults.guidance);
       res.attention = policy.describe();
       res.timings = timings;

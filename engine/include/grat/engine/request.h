@@ -67,6 +67,7 @@ struct Result {
   std::string mime;   // image/png, image/webp, video/mp4
   uint64_t seed = 0;
   int64_t width = 0, height = 0, frames = 0, steps = 0;
+  int64_t fps = 0;  // video: the MP4's frame rate as resolved (request or model default)
   double guidance = 0;
   std::string attention;  // what ran, e.g. "B group=16x16 r=1 full_steps=0"
   StageTimings timings;
