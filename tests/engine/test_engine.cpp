@@ -139,6 +139,11 @@ TEST_F(EngineTest, CancelStopsWithinOneStepAndOthersFinish) {
   EXPECT_EQ(res[0].error.code, ErrorCode::kCancelled);
   EXPECT_EQ(cancel_me.steps, (std::vector<int64_t>{1, 2}));  // nothing after the cancel
   EXPECT_TRUE(res[0].bytes.empty());
+  // It keeps the timings of what it ran: two steps, no decode.
+  EXPECT_GT(res[0].timings.first_step_s, 0);
+  EXPECT_GT(res[0].timings.denoise_s, res[0].timings.first_step_s);
+  EXPECT_EQ(res[0].timings.decode_s, 0);
+  EXPECT_FALSE(res[0].attention.empty());
   // The batch mixed step counts: the second job is refused, not silently changed.
   EXPECT_EQ(res[1].error.code, ErrorCode::kInvalidArgument);
 

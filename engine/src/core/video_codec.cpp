@@ -7,11 +7,13 @@ extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/imgutils.h>
+#include <libavutil/log.h>
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 }
 #include <cstring>
 #include <memory>
+#include <mutex>
 #endif
 
 namespace grat::engine {
@@ -114,6 +116,9 @@ std::string encode_mp4(const uint8_t* frames, size_t bytes, int frame_count, int
     throw EncodeError("mp4: frame buffer has " + std::to_string(bytes) + " bytes, expected " +
                       std::to_string(frame_bytes * frame_count));
   }
+  // libx264 reports every encode at info level on stderr: a server's log wants errors only.
+  static std::once_flag quiet;
+  std::call_once(quiet, [] { av_log_set_level(AV_LOG_ERROR); });
   const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
   if (codec == nullptr) codec = avcodec_find_encoder(AV_CODEC_ID_H264);
   if (codec == nullptr) throw EncodeError("mp4: this ffmpeg build has no H.264 encoder");

@@ -62,7 +62,9 @@ struct Error {
 };
 
 struct Result {
-  Error error;        // not ok: the fields below are empty
+  // Not ok: the fields below are empty, except that a cancelled or expired job keeps the
+  // attention and the timings of the stages it ran.
+  Error error;
   std::string bytes;  // encoded output
   std::string mime;   // image/png, image/webp, video/mp4
   uint64_t seed = 0;
