@@ -28,6 +28,7 @@ _TOP = {
     "grat": (dict, True),
     "limits": (dict, True),
     "files": (dict, True),
+    "memory": (dict, False),
 }
 _TOP_VIDEO = dict(_TOP, vae_temporal_scale=(int, True))
 _TEXT = {"t5_max_length": (int, True), "clip_max_length": (int, True)}
@@ -66,6 +67,9 @@ _LIMITS = {
 }
 # max_video_pixels: frames x width x height of one request.
 _LIMITS_VIDEO = dict(_LIMITS, max_video_pixels=(int, True))
+# Optional: peak device memory of one request by its transformer tokens, measured (the engine
+# refuses requests over its device's memory up front and sizes batches by it).
+_MEMORY = {"measured_on": (str, True), "peak_gib": (list, True)}
 _FILES = ["transformer", "t5", "clip", "vae_decoder", "t5_tokenizer", "clip_vocab",
           "clip_merges"]
 _FILES_VIDEO = ["transformer", "llm", "clip", "vae_decoder", "llm_tokenizer", "clip_vocab",
@@ -96,6 +100,21 @@ def _check_table(table: Dict[str, Any], spec: Dict[str, tuple], where: str) -> N
             ok = isinstance(val, (int, float)) and not isinstance(val, bool)
         if not ok:
             raise BundleError(f"{where}.{key}: expected {typ.__name__}, got {val!r}")
+
+
+def _check_memory(mem: Dict[str, Any]) -> None:
+    _check_table(mem, _MEMORY, "model.yaml.memory")
+    rule = "model.yaml.memory.peak_gib: a list of [tokens, GiB] pairs, tokens increasing, GiB > 0"
+    points, last = mem["peak_gib"], 0
+    if not points:
+        raise BundleError(rule)
+    for pt in points:
+        ok = (isinstance(pt, list) and len(pt) == 2 and isinstance(pt[0], int)
+              and not isinstance(pt[0], bool) and isinstance(pt[1], (int, float))
+              and not isinstance(pt[1], bool))
+        if not ok or pt[0] <= last or not pt[1] > 0:
+            raise BundleError(f"{rule}; got {pt!r}")
+        last = pt[0]
 
 
 def validate_manifest(m: Dict[str, Any], folder: str = None) -> None:
@@ -151,6 +170,8 @@ def validate_manifest(m: Dict[str, Any], folder: str = None) -> None:
         for key in ("llm_max_length", "llm_crop_start", "clip_max_length"):
             if m["text"][key] < (0 if key == "llm_crop_start" else 1):
                 raise BundleError(f"model.yaml.text.{key}: out of range, got {m['text'][key]}")
+    if "memory" in m:
+        _check_memory(m["memory"])
     files = m["files"]
     roles = _FILES_VIDEO if video else _FILES
     if not isinstance(files, dict):

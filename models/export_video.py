@@ -60,6 +60,15 @@ def template_crop_start(tokenizer_json: str) -> int:
     return len(tok.encode(PROMPT_TEMPLATE.split("{}")[0]).ids)
 
 
+# Peak device memory of the full-size bundle (bf16, weights included) by transformer tokens,
+# batch 1, measured on an H200 by bench/video_bench (video_bench_h200_c648e46.json: 256x256x17,
+# 512x320x33, 960x544x33, 960x544x129 and 1280x720x129 step peaks, rounded up to 0.1 GiB). The
+# whole 720x1280x129 clip (VAE decode and MP4 included) peaked at the same 42.5 GiB.
+MEMORY_H200 = {"measured_on": "NVIDIA H200",
+               "peak_gib": [[1280, 37.8], [5760, 38.1], [18360, 38.9], [67320, 40.5],
+                            [118800, 42.6]]}
+
+
 def manifest_for(name: str, p: Dict[str, Any], crop_start: int, vae_cfg) -> Dict[str, Any]:
     side = p["max_side"]
     short = side * 9 // 16 // 16 * 16  # 720 for 1280: the largest frame is 16:9
@@ -79,6 +88,7 @@ def manifest_for(name: str, p: Dict[str, Any], crop_start: int, vae_cfg) -> Dict
                    "max_frames": p["max_frames"], "max_prompt_tokens": p["llm_max_length"],
                    "max_video_pixels": side * short * p["max_frames"]},
         "files": dict(FILES),
+        **({"memory": MEMORY_H200} if name == "hunyuan-video" else {}),
     }
 
 

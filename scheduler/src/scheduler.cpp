@@ -90,7 +90,8 @@ struct Job {
   Clock::time_point deadline = Clock::time_point::max();
   Clock::time_point submitted;
   std::shared_ptr<JobListener> listener;
-  std::string key;  // executor's batch key
+  std::string key;        // executor's batch key
+  int64_t max_batch = 0;  // jobs of this shape that fit in memory together (0: no limit)
   State state = State::kQueued;
   int64_t position = -1;  // last position reported with on_queued
   bool first_step_seen = false;
@@ -221,8 +222,12 @@ class Core {
     auto job = std::make_shared<Job>();
     try {
       engine::Plan plan = ex.prepare(s.request);
+      if (plan.error.code == engine::ErrorCode::kResourceExhausted) {
+        return {SubmitStatus::kTooLarge, "", plan.error.message};
+      }
       if (!plan.error.ok()) return {SubmitStatus::kInvalid, "", plan.error.message};
       job->key = std::move(plan.batch_key);
+      job->max_batch = plan.max_batch;
       s.request = std::move(plan.request);  // resolved: what the worker will run
     } catch (const std::exception& x) {
       return {SubmitStatus::kInvalid, "", std::string("validation failed: ") + x.what()};
@@ -422,9 +427,15 @@ class Core {
     return nullptr;
   }
 
-  // Moves queued jobs with `key` into `batch`, in queue order, up to max_batch.
-  void gather(Model& m, const std::string& key, std::vector<JobPtr>& batch) {
-    const auto max_batch = static_cast<size_t>(m.config.max_batch);
+  // The most jobs one batch of `head`'s key may hold: max_batch, and what fits in memory.
+  static size_t batch_limit(const Model& m, const Job& head) {
+    int64_t n = m.config.max_batch;
+    if (head.max_batch > 0) n = std::min(n, head.max_batch);
+    return static_cast<size_t>(n);
+  }
+
+  // Moves queued jobs with `key` into `batch`, in queue order, up to `max_batch`.
+  void gather(Model& m, const std::string& key, size_t max_batch, std::vector<JobPtr>& batch) {
     for (auto it = m.queue.begin(); it != m.queue.end() && batch.size() < max_batch;) {
       Job* j = *it;
       if (j->key != key) {
@@ -476,20 +487,20 @@ class Core {
       std::vector<JobPtr> batch;
       const std::string key = head->key;
       const Clock::time_point form_until = head->submitted + m.config.max_batch_delay;
-      gather(m, key, batch);
+      const size_t limit = batch_limit(m, *head);
+      gather(m, key, limit, batch);
       reposition(m);
       ++m.forming[key];
       for (;;) {
         drop_stopped(batch);
-        if (batch.empty() || static_cast<int64_t>(batch.size()) >= m.config.max_batch ||
-            stopping_) {
+        if (batch.empty() || batch.size() >= limit || stopping_) {
           break;
         }
         Clock::time_point until = form_until;
         if (Clock::now() >= until) break;
         for (const JobPtr& j : batch) until = std::min(until, j->deadline);
         m.cv.wait_until(lk, until);
-        gather(m, key, batch);
+        gather(m, key, limit, batch);
         reposition(m);
       }
       if (--m.forming[key] == 0) m.forming.erase(key);

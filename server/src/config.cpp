@@ -136,7 +136,7 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
                        const std::string& base_dir) {
   const Map m(node, where,
               {"name", "bundle", "devices", "dtype", "max_queue", "max_batch", "max_batch_delay_ms",
-               "max_prompt_bytes", "inject_oom_at_step"});
+               "max_prompt_bytes", "memory_limit_gib", "inject_oom_at_step"});
   ModelEntry e;
   if (!m.has("name")) fail(m.key("name"), "missing");
   e.name = m.text("name");
@@ -175,6 +175,7 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
   if (m.has("max_batch")) e.max_batch = m.integer("max_batch", 1, 256);
   if (m.has("max_batch_delay_ms")) e.max_batch_delay_ms = m.integer("max_batch_delay_ms", 0, 60000);
   if (m.has("max_prompt_bytes")) e.max_prompt_bytes = m.integer("max_prompt_bytes", 1, 1 << 20);
+  if (m.has("memory_limit_gib")) e.memory_limit_gib = m.number("memory_limit_gib", 0, 1 << 20);
   if (m.has("inject_oom_at_step")) {
     e.inject_oom_at_step = m.integer("inject_oom_at_step", -1, 1000000);
   }

@@ -70,6 +70,8 @@ grpc::Status status_of(const engine::Error& e, bool draining) {
       return {grpc::StatusCode::INVALID_ARGUMENT, e.message};
     case ErrorCode::kOutOfMemory:
       return {grpc::StatusCode::RESOURCE_EXHAUSTED, "device out of memory: " + e.message};
+    case ErrorCode::kResourceExhausted:
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, e.message};
     case ErrorCode::kCancelled:
       if (draining) return {grpc::StatusCode::UNAVAILABLE, "server is shutting down: " + e.message};
       return {grpc::StatusCode::CANCELLED, e.message};
@@ -242,6 +244,9 @@ void GenerateReactor::admit(const v1::GenerateRequest& req) {
     case scheduler::SubmitStatus::kInvalid:
       set_finished(true);
       return reject({grpc::StatusCode::INVALID_ARGUMENT, r.message});
+    case scheduler::SubmitStatus::kTooLarge:
+      set_finished(true);
+      return reject({grpc::StatusCode::RESOURCE_EXHAUSTED, r.message});
     case scheduler::SubmitStatus::kQueueFull:
       set_finished(true);
       return reject({grpc::StatusCode::RESOURCE_EXHAUSTED, r.message});
@@ -573,6 +578,7 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
       o.bundle = e.bundle;
       o.device = device;
       o.dtype = e.dtype;
+      o.memory_limit_gib = e.memory_limit_gib;
       const auto t0 = Clock::now();
       auto engine = engine::Engine::load(o);
       log(level_enum::info, "model loaded",

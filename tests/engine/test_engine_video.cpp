@@ -218,3 +218,52 @@ TEST(EngineVideoLimits, ImageModelRefusesVideoFields) {
 
 }  // namespace
 }  // namespace grat::engine
+
+namespace grat::engine {
+namespace {
+
+// The tiny video bundle's files with a pretend memory table appended to model.yaml.
+std::string bundle_with_memory_table() {
+  const std::string dir = "/tmp/grat_engine_mem_" + std::to_string(::getpid());
+  // cp, not std::filesystem::copy: LibTorch exports its own std::filesystem symbols and this
+  // process may bind to them (it crashed here).
+  EXPECT_EQ(
+      std::system(("rm -rf '" + dir + "' && cp -r '" + video_bundle() + "' '" + dir + "'").c_str()),
+      0);
+  std::ofstream(dir + "/model.yaml", std::ios::app)
+      << "memory: {measured_on: Pretend GPU, peak_gib: [[100, 1.0], [1000, 2.0]]}\n";
+  return dir;
+}
+
+TEST(EngineVideoMemory, RequestsOverTheMemoryLimitAreRefusedUpFront) {
+  const std::string dir = bundle_with_memory_table();
+  EngineOptions o;
+  o.bundle = dir;
+  o.memory_limit_gib = 1.5;  // fits 550 tokens
+  std::unique_ptr<Engine> e = Engine::load(o);
+  EXPECT_DOUBLE_EQ(e->memory_budget_gib(), 1.5);
+  // 128x128x9: 3 x 8 x 8 = 192 tokens (1.10 GiB); two fit (1.32), three do not (1.53).
+  const Plan fits = e->prepare(clip("a fox", 1, 9, 128, 128));
+  ASSERT_TRUE(fits.error.ok()) << fits.error.message;
+  EXPECT_EQ(fits.max_batch, 2);
+  // 256x256x17: 5 x 16 x 16 = 1280 tokens, about 2.31 GiB.
+  const Plan big = e->prepare(clip("a fox", 1, 17, 256, 256));
+  EXPECT_EQ(big.error.code, ErrorCode::kResourceExhausted);
+  EXPECT_THAT(big.error.message,
+              AllOf(HasSubstr("frames x width x height = 17 x 256 x 256 needs about 2.31 GiB"),
+                    HasSubstr("measured on Pretend GPU"), HasSubstr("1.5 GiB (memory_limit_gib)")));
+  // Without a limit (CPU) nothing is refused and batches are not capped.
+  EngineOptions unlimited;
+  unlimited.bundle = dir;
+  std::unique_ptr<Engine> u = Engine::load(unlimited);
+  EXPECT_EQ(u->memory_budget_gib(), 0);
+  const Plan p = u->prepare(clip("a fox", 1, 17, 256, 256));
+  EXPECT_TRUE(p.error.ok()) << p.error.message;
+  EXPECT_EQ(p.max_batch, 0);
+  o.memory_limit_gib = -1;
+  EXPECT_THROW(Engine::load(o), EngineLoadError);
+  EXPECT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);
+}
+
+}  // namespace
+}  // namespace grat::engine

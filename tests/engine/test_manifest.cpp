@@ -119,6 +119,37 @@ TEST_F(ManifestTest, ProblemsNameTheKey) {
   EXPECT_THAT(error_for("- 1\n- 2\n"), HasSubstr("must be a mapping"));
 }
 
+TEST_F(ManifestTest, MemoryTableLoadsAndInterpolates) {
+  write(
+      std::string(kGood) +
+      "memory: {measured_on: NVIDIA H200, peak_gib: [[1000, 10.0], [3000, 14.0], [5000, 15.0]]}\n");
+  const Manifest m = load_manifest(dir_.string());
+  EXPECT_EQ(m.memory.measured_on, "NVIDIA H200");
+  ASSERT_EQ(m.memory.peak_gib.size(), 3u);
+  EXPECT_DOUBLE_EQ(m.memory.estimate_gib(10), 10.0);    // below the table: its first value
+  EXPECT_DOUBLE_EQ(m.memory.estimate_gib(2000), 12.0);  // between points: linear
+  EXPECT_DOUBLE_EQ(m.memory.estimate_gib(3000), 14.0);
+  EXPECT_DOUBLE_EQ(m.memory.estimate_gib(9000), 17.0);  // beyond: the last segment's slope
+  write(kGood);
+  EXPECT_TRUE(load_manifest(dir_.string()).memory.empty());  // optional
+}
+
+TEST_F(ManifestTest, BadMemoryTableNamesTheKey) {
+  const std::string g = kGood;
+  EXPECT_THAT(error_for(g + "memory: {peak_gib: [[1, 2.0]]}\n"),
+              HasSubstr("model.yaml.memory.measured_on: missing"));
+  EXPECT_THAT(error_for(g + "memory: {measured_on: x, peak_gib: []}\n"),
+              HasSubstr("model.yaml.memory.peak_gib: a list of [tokens, GiB] pairs"));
+  EXPECT_THAT(error_for(g + "memory: {measured_on: x, peak_gib: [[100, 2.0], [50, 3.0]]}\n"),
+              HasSubstr("model.yaml.memory.peak_gib"));
+  EXPECT_THAT(error_for(g + "memory: {measured_on: x, peak_gib: [[100, 0]]}\n"),
+              HasSubstr("model.yaml.memory.peak_gib"));
+  EXPECT_THAT(error_for(g + "memory: {measured_on: x, peak_gib: [[a, 1.0]]}\n"),
+              HasSubstr("model.yaml.memory.peak_gib"));
+  EXPECT_THAT(error_for(g + "memory: {measured_on: x, peak_gib: [[1, 1.0]], slope: 2}\n"),
+              HasSubstr("model.yaml.memory.slope: unknown key"));
+}
+
 TEST_F(ManifestTest, MissingFileOrYamlIsRefused) {
   write(kGood);
   std::filesystem::remove(dir_ / "merges.txt");

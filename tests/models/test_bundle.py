@@ -123,3 +123,28 @@ def test_bad_video_manifest_names_the_key(mutate, needle):
     mutate(m)
     with pytest.raises(bundle.BundleError, match=re.escape(needle)):
         bundle.validate_manifest(m)
+
+
+def test_memory_table_round_trips(tmp_path):
+    from models.export_video import MEMORY_H200
+    m = good_video_manifest()
+    m["memory"] = copy.deepcopy(MEMORY_H200)
+    touch_files(tmp_path, m)
+    bundle.write_manifest(str(tmp_path), m)
+    assert bundle.load_manifest(str(tmp_path))["memory"] == MEMORY_H200
+
+
+@pytest.mark.parametrize("memory, needle", [
+    ({"peak_gib": [[1, 2.0]]}, "model.yaml.memory.measured_on: missing"),
+    ({"measured_on": "H200", "peak_gib": []}, "model.yaml.memory.peak_gib: a list"),
+    ({"measured_on": "H200", "peak_gib": [[100, 2.0], [50, 3.0]]}, "tokens increasing"),
+    ({"measured_on": "H200", "peak_gib": [[100, 0]]}, "GiB > 0"),
+    ({"measured_on": "H200", "peak_gib": [[100]]}, "model.yaml.memory.peak_gib"),
+    ({"measured_on": "H200", "peak_gib": [["x", 1.0]]}, "model.yaml.memory.peak_gib"),
+    ({"measured_on": "H200", "peak_gib": [[1, 1.0]], "slope": 2}, "memory.slope: unknown key"),
+])
+def test_bad_memory_table_names_the_key(memory, needle):
+    m = good_video_manifest()
+    m["memory"] = memory
+    with pytest.raises(bundle.BundleError, match=re.escape(needle)):
+        bundle.validate_manifest(m)

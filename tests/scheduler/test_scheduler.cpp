@@ -86,6 +86,9 @@ class FakeExecutor : public Executor {
     engine::Plan p;
     p.request = r;
     if (r.width <= 0) p.error = {ErrorCode::kInvalidArgument, "width must be > 0"};
+    // A pretend memory table: width 4096 and up cannot fit, 1024 and up fit two at a time.
+    if (r.width >= 4096) p.error = {ErrorCode::kResourceExhausted, "needs about 200 GiB"};
+    if (r.width >= 1024) p.max_batch = 2;
     p.batch_key = batch_key(r);
     return p;
   }
@@ -491,6 +494,28 @@ TEST(Scheduler, BatchesSameKeyUpToMaxBatchAndNeverMixesKeys) {
     EXPECT_EQ(r->code(), ErrorCode::kOk) << name;
     EXPECT_TRUE(r->order_ok()) << name;
   }
+}
+
+TEST(Scheduler, BatchesHoldOnlyWhatFitsInMemory) {
+  Fixture f(config(4, 200ms));
+  auto [bid, blocker] = f.submit(req("blocker", 2, 16));
+  ASSERT_TRUE(blocker->wait_started());
+  Submission s;
+  s.model = "m";
+  s.request = req("huge", 2, 4096);
+  const SubmitResult huge = f.sched->submit(std::move(s));
+  EXPECT_EQ(huge.status, SubmitStatus::kTooLarge);
+  EXPECT_EQ(huge.message, "needs about 200 GiB");
+  EXPECT_TRUE(huge.job_id.empty());
+  std::vector<std::shared_ptr<Recorder>> recs;
+  for (int i = 0; i < 5; ++i)
+    recs.push_back(f.submit(req("L" + std::to_string(i), 2, 1024)).second);
+  f.gate->open();
+  for (auto& r : recs) ASSERT_TRUE(r->wait_finished());
+  std::vector<size_t> sizes;
+  for (const Call& c : f.log->snapshot()) sizes.push_back(c.prompts.size());
+  EXPECT_EQ(sizes, (std::vector<size_t>{1, 2, 2, 1}));  // max_batch 4, but two fit
+  for (auto& r : recs) EXPECT_EQ(r->code(), ErrorCode::kOk);
 }
 
 TEST(Scheduler, BatchWaitsAtMostMaxBatchDelay) {

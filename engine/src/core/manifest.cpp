@@ -94,6 +94,17 @@ std::set<std::string> with(std::set<std::string> keys, std::initializer_list<con
 
 }  // namespace
 
+double Manifest::Memory::estimate_gib(int64_t tokens) const {
+  if (peak_gib.empty()) return 0;
+  const auto& p = peak_gib;
+  if (tokens <= p.front().first || p.size() == 1) return p.front().second;
+  size_t i = 1;  // the segment [i-1, i] holding tokens, or the last one
+  while (i + 1 < p.size() && tokens > p[i].first) ++i;
+  const double slope =
+      (p[i].second - p[i - 1].second) / static_cast<double>(p[i].first - p[i - 1].first);
+  return p[i - 1].second + slope * static_cast<double>(tokens - p[i - 1].first);
+}
+
 std::string Manifest::path(const std::string& role) const {
   const auto it = files.find(role);
   if (it == files.end()) throw BundleError("model.yaml.files." + role + ": missing");
@@ -115,7 +126,7 @@ Manifest load_manifest(const std::string& folder) {
   m.folder = folder;
   const std::set<std::string> top_keys = {
       "format", "name", "kind",     "architecture", "latent_channels", "vae_scale", "patch",
-      "text",   "vae",  "defaults", "grat",         "limits",          "files"};
+      "text",   "vae",  "defaults", "grat",         "limits",          "files",     "memory"};
   const bool video =
       root.IsMap() && root["kind"] && root["kind"].IsScalar() && root["kind"].Scalar() == "video";
   const Table top(root, "", video ? with(top_keys, {"vae_temporal_scale"}) : top_keys);
@@ -224,6 +235,26 @@ Manifest load_manifest(const std::string& folder) {
     const int64_t f = m.defaults.frames;
     if ((f - 1) % 4 != 0 || f > L.max_frames) {
       fail("defaults.frames", "must be 4k+1 in [1, limits.max_frames]; got " + std::to_string(f));
+    }
+  }
+
+  if (root["memory"]) {
+    const Table mem(top.get("memory"), "memory", {"measured_on", "peak_gib"});
+    m.memory.measured_on = mem.text("measured_on");
+    const YAML::Node points = mem.get("peak_gib");
+    const char* rule = "a list of [tokens, GiB] pairs, tokens increasing, GiB > 0";
+    if (!points.IsSequence() || points.size() == 0) fail("memory.peak_gib", rule);
+    for (const auto& pt : points) {
+      std::pair<int64_t, double> v;
+      try {
+        if (!pt.IsSequence() || pt.size() != 2) fail("memory.peak_gib", rule);
+        v = {pt[0].as<int64_t>(), pt[1].as<double>()};
+      } catch (const YAML::Exception&) {
+        fail("memory.peak_gib", rule);
+      }
+      const bool increasing = m.memory.peak_gib.empty() || v.first > m.memory.peak_gib.back().first;
+      if (v.first < 1 || !(v.second > 0) || !increasing) fail("memory.peak_gib", rule);
+      m.memory.peak_gib.push_back(v);
     }
   }
 

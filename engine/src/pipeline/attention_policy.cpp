@@ -48,6 +48,8 @@ const char* error_code_name(ErrorCode code) {
       return "invalid_argument";
     case ErrorCode::kOutOfMemory:
       return "out_of_memory";
+    case ErrorCode::kResourceExhausted:
+      return "resource_exhausted";
     case ErrorCode::kBadBundle:
       return "bad_bundle";
     case ErrorCode::kTokenizer:

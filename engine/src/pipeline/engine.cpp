@@ -4,6 +4,12 @@
 #include <algorithm>
 #include <sstream>
 
+#if GRAT_HAVE_CUDA
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
+#endif
+
 #include "engine_impl.h"
 #include "grat/engine/attention_policy.h"
 #include "grat/pattern.h"
@@ -67,12 +73,28 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options) {
 #endif
   impl->dtype = parse_dtype(options.dtype, impl->device);
   torch::jit::setGraphExecutorOptimize(options.optimized_execution);
+  if (options.memory_limit_gib < 0) {
+    throw EngineLoadError("engine: memory_limit_gib must be >= 0 (0: the device's); got " +
+                          std::to_string(options.memory_limit_gib));
+  }
+  impl->memory_budget_gib = options.memory_limit_gib;
+#if GRAT_HAVE_CUDA
+  if (impl->device.is_cuda() && impl->memory_budget_gib == 0) {
+    size_t free = 0, total = 0;
+    {
+      c10::cuda::CUDAGuard guard(impl->device.index());
+      C10_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    }
+    impl->memory_budget_gib = 0.92 * static_cast<double>(total) / (1ull << 30);
+  }
+#endif
   impl->family->load(impl->device, impl->dtype);
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
 const Manifest& Engine::manifest() const { return impl_->manifest; }
 const EngineOptions& Engine::options() const { return impl_->options; }
+double Engine::memory_budget_gib() const { return impl_->memory_budget_gib; }
 void Engine::inject_oom_at_step(int64_t step) { impl_->inject_oom_step = step; }
 
 Plan Engine::prepare(const Request& in) const {
@@ -159,6 +181,28 @@ Plan Engine::prepare(const Request& in) const {
     if (n > L.max_prompt_tokens) {
       return fail(std::string(field) + " is too long: " + std::to_string(n) +
                   " tokens; max_prompt_tokens is " + std::to_string(L.max_prompt_tokens));
+    }
+  }
+  if (!m.memory.empty() && impl_->memory_budget_gib > 0) {
+    int64_t tokens = 1;
+    for (int64_t g : grid) tokens *= g;
+    const double need = m.memory.estimate_gib(tokens), budget = impl_->memory_budget_gib;
+    if (need > budget) {
+      std::ostringstream msg;
+      msg.precision(3);
+      msg << (m.is_video() ? "frames x width x height = " + std::to_string(r.frames) + " x "
+                           : std::string("width x height = "))
+          << r.width << " x " << r.height << " needs about " << need
+          << " GiB of device memory (model.yaml memory.peak_gib, measured on "
+          << m.memory.measured_on << "); the limit on this device is " << budget
+          << " GiB (memory_limit_gib)";
+      plan.error = {ErrorCode::kResourceExhausted, msg.str()};
+      return plan;
+    }
+    plan.max_batch = 1;
+    while (plan.max_batch < 1024 &&
+           m.memory.estimate_gib((plan.max_batch + 1) * tokens) <= budget) {
+      ++plan.max_batch;
     }
   }
   std::ostringstream key;

@@ -127,13 +127,14 @@ class Server:
         return self.proc.returncode
 
 
-def video_model(name=VIDEO_MODEL, bundle=TINY_VIDEO_BUNDLE, max_queue=64, max_batch=4):
-    """A `models:` entry (YAML) serving the tiny video bundle."""
+def video_model(name=VIDEO_MODEL, bundle=TINY_VIDEO_BUNDLE, max_queue=64, max_batch=4,
+                extra=""):
+    """A `models:` entry (YAML) serving the tiny video bundle; `extra`: more keys."""
     return (f"  - name: {name}\n"
             f"    bundle: \"{bundle}\"\n"
             f"    max_queue: {max_queue}\n"
             f"    max_batch: {max_batch}\n"
-            "    max_batch_delay_ms: 10\n")
+            "    max_batch_delay_ms: 10\n" + extra)
 
 
 def request(**kw):

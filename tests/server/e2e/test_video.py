@@ -25,6 +25,10 @@ from harness import pb2
 VIDEO = harness.VIDEO_MODEL
 CAPPED = "hunyuan-video-capped"  # the tiny video bundle with a lower max_video_pixels
 CAP = 150000                     # 17 x 96 x 64 fits, 33 x 96 x 64 does not
+# The tiny video bundle with a pretend measured memory table, served with memory_limit_gib:
+# 96x64x9 (72 tokens, 1.44 GiB) fits one at a time; 96x64x17 (120 tokens, 2.4 GiB) does not.
+MEMCAP = "hunyuan-video-memcap"
+MEMORY_TABLE = "memory: {measured_on: Pretend GPU, peak_gib: [[50, 1.0], [100, 2.0]]}\n"
 CHUNK = 4096                     # small result chunks: every MP4 arrives in several
 
 
@@ -33,28 +37,39 @@ def bundle_yaml():
         return yaml.safe_load(f)
 
 
-def capped_bundle():
-    """The tiny video bundle's files (symlinked) with limits.max_video_pixels set to CAP."""
+def edited_bundle(prefix, edit):
+    """The tiny video bundle's files (symlinked) with model.yaml passed through `edit`."""
     src = harness.TINY_VIDEO_BUNDLE
     os.makedirs(harness.TMP_ROOT, exist_ok=True)
-    out = tempfile.mkdtemp(prefix="capped_video_", dir=harness.TMP_ROOT)
+    out = tempfile.mkdtemp(prefix=prefix, dir=harness.TMP_ROOT)
     for name in os.listdir(src):
         if name != "model.yaml":
             os.symlink(os.path.join(src, name), os.path.join(out, name))
     with open(os.path.join(src, "model.yaml")) as f:
-        text, n = re.subn(r"(?m)^(\s*max_video_pixels:[ \t]*)\d+[ \t]*$", rf"\g<1>{CAP}",
-                          f.read())
-    assert n == 1, "limits.max_video_pixels not found in the tiny video bundle's model.yaml"
+        text = edit(f.read())
     with open(os.path.join(out, "model.yaml"), "w") as f:
         f.write(text)
     return out
+
+
+def capped_bundle():
+    """limits.max_video_pixels set to CAP."""
+    def edit(text):
+        text, n = re.subn(r"(?m)^(\s*max_video_pixels:[ \t]*)\d+[ \t]*$", rf"\g<1>{CAP}",
+                          text)
+        assert n == 1, "limits.max_video_pixels not found in the tiny video bundle's model.yaml"
+        return text
+    return edited_bundle("capped_video_", edit)
 
 
 @pytest.fixture(scope="module")
 def server():
     s = harness.Server(extra_yaml=f"chunk_bytes: {CHUNK}\n",
                        more_models_yaml=harness.video_model() +
-                       harness.video_model(CAPPED, capped_bundle()))
+                       harness.video_model(CAPPED, capped_bundle()) +
+                       harness.video_model(MEMCAP, edited_bundle("memcap_video_",
+                                                                 lambda t: t + MEMORY_TABLE),
+                                           extra="    memory_limit_gib: 1.6\n"))
     yield s
     assert s.alive(), "server died:\n" + s.logs()
     assert s.stop() == 0, s.logs()
@@ -129,7 +144,7 @@ def test_list_models_video_limits(server):
     resp = server.stub.ListModels(pb2.ListModelsRequest(), timeout=10)
     assert resp.default_model == "flux-tiny"
     models = {m.name: m for m in resp.models}
-    assert set(models) == {"flux-tiny", VIDEO, CAPPED}
+    assert set(models) == {"flux-tiny", VIDEO, CAPPED, MEMCAP}
     v = models[VIDEO]
     assert v.kind == "video" and v.architecture == "hunyuan" and v.ready
     assert v.limits.max_frames == y["limits"]["max_frames"]
@@ -272,6 +287,30 @@ def test_cancel_mid_video_frees_the_worker(server, how):
     with pytest.raises(grpc.RpcError) as err:
         server.stub.CancelJob(pb2.CancelJobRequest(job_id=job_id), timeout=10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_requests_that_cannot_fit_in_memory_are_refused_up_front(server):
+    code, details = status_of(server.stub, harness.video_request(model=MEMCAP, frames=17))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+    assert ("frames x width x height = 17 x 96 x 64 needs about 2.4 GiB of device memory "
+            "(model.yaml memory.peak_gib, measured on Pretend GPU); the limit on this device "
+            "is 1.6 GiB (memory_limit_gib)") in details, details
+    # What fits is served, and batches hold only what fits (one at a time here, max_batch 4).
+    starts = []
+
+    def run(seed):
+        def on_event(e):
+            if e.WhichOneof("event") == "started":
+                starts.append(e.started.batch_size)
+        return harness.client.generate(
+            server.stub, harness.video_request(model=MEMCAP, frames=9, steps=1, seed=seed),
+            timeout=120, on_event=on_event)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(4)))
+    assert all(mime == "video/mp4" for _, mime, _ in results)
+    assert starts == [1, 1, 1, 1], starts
+    assert server.alive(), server.logs()[-3000:]
 
 
 def test_fuzzed_video_requests(server):

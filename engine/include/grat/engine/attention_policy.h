@@ -19,7 +19,10 @@ struct StepAttention {
 
 // Measured crossover: the smallest image-token count at which GRAT-B beat full attention
 // for a whole transformer forward (bench/model, H100: 1024^2 = 4096 tokens: B 0.159 s vs
-// full 0.20 s). Below it, auto picks full.
+// full 0.20 s). Below it, auto picks full. Video (HunyuanVideo, H200 engine steps,
+// video_bench_h200_c648e46.json) agrees: at 5,760 tokens and up B was the fastest of full / B /
+// X (512x320x33: 0.192 s vs full 0.215; 720x1280x129: 3.92 vs 19.65), and at 1,280 tokens
+// (256x256x17, 2 groups a side) all three are within 4% (full 0.052, B 0.050).
 struct AutoTable {
   int64_t min_tokens_for_grat = 4096;
   int64_t min_groups_per_axis = 3;  // fewer: B covers (nearly) everything anyway

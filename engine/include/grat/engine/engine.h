@@ -37,6 +37,10 @@ struct EngineOptions {
   // Benchmarks: synchronize around each transformer forward to report StageTimings::forward_s
   // (adds a host sync per step; off in service).
   bool profile_forwards = false;
+  // Device memory a request (or batch) may plan for, against the bundle's measured table
+  // (model.yaml memory): 0 = on CUDA the device's total memory less 8% (context, cuBLAS
+  // workspaces, fragmentation); on the CPU no check. Requests over it are refused up front.
+  double memory_limit_gib = 0;
 };
 
 struct Job {
@@ -53,6 +57,8 @@ struct Plan {
   Request request;  // resolved
   std::string batch_key;
   int64_t prompt_tokens = -1;  // -1: not countable here (generate() reports kTokenizer)
+  // Jobs of this plan's shape that fit in memory together (model.yaml memory); 0: no limit.
+  int64_t max_batch = 0;
 };
 
 class Engine {
@@ -63,6 +69,8 @@ class Engine {
 
   const Manifest& manifest() const;
   const EngineOptions& options() const;
+  // The memory requests are planned against (EngineOptions::memory_limit_gib); 0: no check.
+  double memory_budget_gib() const;
 
   // Resolves and checks a request (see Plan). Thread-safe (tokenizers are immutable).
   Plan prepare(const Request& request) const;

@@ -9,6 +9,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace grat::engine {
@@ -50,6 +51,16 @@ struct Manifest {
             max_steps = 0, max_frames = 0, max_prompt_tokens = 0;
     int64_t max_video_pixels = 0;  // video: frames x width x height
   } limits;
+  // Optional: the measured peak device memory of one request by its transformer tokens (the
+  // token grid's product), weights included, so a request that cannot fit is refused up front.
+  struct Memory {
+    std::string measured_on;                           // e.g. "NVIDIA H200"
+    std::vector<std::pair<int64_t, double>> peak_gib;  // (tokens, GiB); tokens increasing
+    // Peak GiB at `tokens` (a batch: the sum over its items): linear between the measured
+    // points, the first point's value below it, the last segment's slope beyond it.
+    double estimate_gib(int64_t tokens) const;
+    bool empty() const { return peak_gib.empty(); }
+  } memory;
   std::map<std::string, std::string> files;  // role -> file name inside the bundle
 
   bool is_video() const { return kind == "video"; }

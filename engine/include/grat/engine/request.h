@@ -45,10 +45,11 @@ struct StageTimings {
 
 enum class ErrorCode {
   kOk,
-  kInvalidArgument,  // a request the bundle's limits refuse
-  kOutOfMemory,      // device memory ran out for this job
-  kBadBundle,        // the bundle cannot be loaded or run
-  kTokenizer,        // the prompt could not be tokenized
+  kInvalidArgument,    // a request the bundle's limits refuse
+  kOutOfMemory,        // device memory ran out for this job
+  kResourceExhausted,  // refused up front: the request cannot fit in the device's memory
+  kBadBundle,          // the bundle cannot be loaded or run
+  kTokenizer,          // the prompt could not be tokenized
   kCancelled,
   kDeadlineExceeded,
   kInternal,

@@ -76,7 +76,8 @@ struct Submission {
   std::shared_ptr<JobListener> listener;
 };
 
-enum class SubmitStatus { kAccepted, kUnknownModel, kInvalid, kQueueFull, kDraining };
+// kTooLarge: the request cannot fit in the device's memory (the engine's plan refused it).
+enum class SubmitStatus { kAccepted, kUnknownModel, kInvalid, kTooLarge, kQueueFull, kDraining };
 
 struct SubmitResult {
   SubmitStatus status = SubmitStatus::kAccepted;

@@ -24,6 +24,8 @@ struct ModelEntry {
   int64_t max_batch = 4;
   int64_t max_batch_delay_ms = 20;
   int64_t max_prompt_bytes = 4096;  // prompts longer than this are refused before tokenizing
+  // Device memory each worker plans requests against (engine::EngineOptions); 0: the device's.
+  double memory_limit_gib = 0;
   int64_t inject_oom_at_step = -1;  // testing: each worker's first batch runs out of memory
 };
 
