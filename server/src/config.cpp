@@ -133,7 +133,7 @@ void check_top(const ServerConfig& c) {
 }
 
 ModelEntry parse_model(const YAML::Node& node, const std::string& where,
-                       const std::string& base_dir) {
+                       const std::string& base_dir, bool allow_test_settings) {
   const Map m(node, where,
               {"name", "bundle", "devices", "dtype", "max_queue", "max_batch", "max_batch_delay_ms",
                "max_prompt_bytes", "memory_limit_gib", "inject_oom_at_step"});
@@ -178,6 +178,10 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
   if (m.has("memory_limit_gib")) e.memory_limit_gib = m.number("memory_limit_gib", 0, 1 << 20);
   if (m.has("inject_oom_at_step")) {
     e.inject_oom_at_step = m.integer("inject_oom_at_step", -1, 1000000);
+    if (e.inject_oom_at_step >= 0 && !allow_test_settings) {
+      fail(m.key("inject_oom_at_step"),
+           "is a test-only setting; this server was built without GRAT_TEST_HOOKS");
+    }
   }
   return e;
 }
@@ -218,7 +222,16 @@ constexpr const char* kBuiltVideoBundle = nullptr;
 
 }  // namespace
 
-ServerConfig parse_config(const std::string& yaml_text, const std::string& base_dir) {
+bool test_hooks_built() {
+#if GRAT_TEST_HOOKS
+  return true;
+#else
+  return false;
+#endif
+}
+
+ServerConfig parse_config(const std::string& yaml_text, const std::string& base_dir,
+                          bool allow_test_settings) {
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
@@ -245,7 +258,8 @@ ServerConfig parse_config(const std::string& yaml_text, const std::string& base_
   const YAML::Node models = m.at("models");
   if (!models.IsSequence()) fail("models", "expected a list of models");
   for (size_t i = 0; i < models.size(); ++i) {
-    c.models.push_back(parse_model(models[i], "models[" + std::to_string(i) + "]", base_dir));
+    c.models.push_back(
+        parse_model(models[i], "models[" + std::to_string(i) + "]", base_dir, allow_test_settings));
   }
   check_top(c);
   return c;

@@ -18,6 +18,7 @@
 #include "grat/scheduler/scheduler.h"
 #include "grat/server/log.h"
 #include "grat/server/metrics.h"
+#include "grat/server/rich_status.h"
 #include "grat/server/validation.h"
 #include "grat/v1/generation.grpc.pb.h"
 
@@ -68,12 +69,18 @@ grpc::Status status_of(const engine::Error& e, bool draining) {
     case ErrorCode::kInvalidArgument:
     case ErrorCode::kTokenizer:
       return {grpc::StatusCode::INVALID_ARGUMENT, e.message};
-    case ErrorCode::kOutOfMemory:
-      return {grpc::StatusCode::RESOURCE_EXHAUSTED, "device out of memory: " + e.message};
+    case ErrorCode::kOutOfMemory:  // the allocator's own report goes to the log only
+      return rich_status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                         "the device ran out of memory running this request (it was retried "
+                         "alone); try a smaller size or fewer frames, or retry later",
+                         kGpuOutOfMemory, std::chrono::seconds(10));
     case ErrorCode::kResourceExhausted:
-      return {grpc::StatusCode::RESOURCE_EXHAUSTED, e.message};
+      return rich_status(grpc::StatusCode::RESOURCE_EXHAUSTED, e.message, kMemoryLimit);
     case ErrorCode::kCancelled:
-      if (draining) return {grpc::StatusCode::UNAVAILABLE, "server is shutting down: " + e.message};
+      if (draining) {
+        return rich_status(grpc::StatusCode::UNAVAILABLE, "server is shutting down: " + e.message,
+                           kDraining, std::chrono::seconds(1));
+      }
       return {grpc::StatusCode::CANCELLED, e.message};
     case ErrorCode::kDeadlineExceeded:
       return {grpc::StatusCode::DEADLINE_EXCEEDED, e.message};
@@ -82,6 +89,11 @@ grpc::Status status_of(const engine::Error& e, bool draining) {
       break;
   }
   return {grpc::StatusCode::INTERNAL, e.message};
+}
+
+grpc::Status draining_status() {
+  return rich_status(grpc::StatusCode::UNAVAILABLE, "server is draining (shutting down)", kDraining,
+                     std::chrono::seconds(1));
 }
 
 Clock::time_point steady_deadline(const grpc::CallbackServerContext* ctx) {
@@ -199,7 +211,7 @@ GenerateReactor::GenerateReactor(Context& c, grpc::CallbackServerContext* ctx,
 
 void GenerateReactor::admit(const v1::GenerateRequest& req) {
   if (c_.draining.load()) {
-    return reject({grpc::StatusCode::UNAVAILABLE, "server is draining (shutting down)"});
+    return reject(draining_status());
   }
   const std::string name = req.model().empty() ? c_.default_model : req.model();
   auto it = c_.models.find(name);
@@ -246,13 +258,14 @@ void GenerateReactor::admit(const v1::GenerateRequest& req) {
       return reject({grpc::StatusCode::INVALID_ARGUMENT, r.message});
     case scheduler::SubmitStatus::kTooLarge:
       set_finished(true);
-      return reject({grpc::StatusCode::RESOURCE_EXHAUSTED, r.message});
+      return reject(rich_status(grpc::StatusCode::RESOURCE_EXHAUSTED, r.message, kMemoryLimit));
     case scheduler::SubmitStatus::kQueueFull:
       set_finished(true);
-      return reject({grpc::StatusCode::RESOURCE_EXHAUSTED, r.message});
+      return reject(rich_status(grpc::StatusCode::RESOURCE_EXHAUSTED, r.message, kQueueFull,
+                                std::chrono::seconds(1)));
     case scheduler::SubmitStatus::kDraining:
       set_finished(true);
-      return reject({grpc::StatusCode::UNAVAILABLE, "server is draining (shutting down)"});
+      return reject(draining_status());
   }
   {
     std::lock_guard<std::mutex> g(link_->mu);
@@ -356,6 +369,10 @@ void GenerateReactor::progress_locked(int64_t step, int64_t total, const std::st
 
 void GenerateReactor::finished_locked(engine::Result r) {
   job_finished_ = true;
+  if (r.error.code == ErrorCode::kOutOfMemory) {
+    log(level_enum::warn, "out of device memory",
+        {{"job_id", job_id_}, {"error", r.error.message}});
+  }
   if (!r.error.ok()) {
     request_finish_locked(status_of(r.error, c_.draining.load()));
     return;

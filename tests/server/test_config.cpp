@@ -131,6 +131,7 @@ TEST(ServerConfig, ExampleConfigParsesAndListsEveryKey) {
                           "max_batch:",
                           "max_batch_delay_ms:",
                           "max_prompt_bytes:",
+                          "memory_limit_gib:",
                           "inject_oom_at_step:",
                           "GRAT_LISTEN",
                           "GRAT_METRICS_LISTEN",
@@ -138,6 +139,26 @@ TEST(ServerConfig, ExampleConfigParsesAndListsEveryKey) {
                           "GRAT_MODEL_<NAME>_PATH"}) {
     EXPECT_THAT(text.str(), HasSubstr(key));
   }
+}
+
+TEST(ServerConfig, TestOnlySettingsNeedATestBuild) {
+  const std::string yaml = "models:\n  - {name: m, bundle: /a, inject_oom_at_step: 2}\n";
+  EXPECT_EQ(parse_config(yaml, "", true).models[0].inject_oom_at_step, 2);
+  try {
+    parse_config(yaml, "", false);
+    ADD_FAILURE() << "accepted a test-only setting";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("'models[0].inject_oom_at_step': is a test-only setting"));
+  }
+  // Off (-1) is fine anywhere: the example config spells it out.
+  EXPECT_EQ(parse_config("models:\n  - {name: m, bundle: /a, inject_oom_at_step: -1}\n", "", false)
+                .models[0]
+                .inject_oom_at_step,
+            -1);
+  EXPECT_TRUE(test_hooks_built());  // this test build, which the e2e OOM tests rely on
+  const ServerConfig c =
+      parse_config("models:\n  - {name: m, bundle: /a, memory_limit_gib: 40.5}\n", "", false);
+  EXPECT_DOUBLE_EQ(c.models[0].memory_limit_gib, 40.5);
 }
 
 std::map<std::string, std::string>* g_env = nullptr;

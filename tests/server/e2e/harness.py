@@ -191,3 +191,25 @@ def decode_image(data, fmt="PNG"):
     im.load()
     assert im.format == fmt, im.format
     return im
+
+
+def error_details(err):
+    """The google.rpc details of a failed call, decoded as any standard client would
+    (grpcio-status): {"code", "reason", "domain", "retry_s" (None without RetryInfo)}."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    st = rpc_status.from_call(err)
+    if st is None:
+        return None
+    out = {"code": st.code, "reason": None, "domain": None, "retry_s": None}
+    for any_ in st.details:
+        if any_.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            any_.Unpack(info)
+            out["reason"], out["domain"] = info.reason, info.domain
+        elif any_.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            any_.Unpack(retry)
+            out["retry_s"] = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
+    return out

@@ -124,6 +124,12 @@ def test_out_of_memory_is_resource_exhausted_and_worker_lives_on():
             harness.client.generate(s.stub, harness.request(steps=3), timeout=60)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "out of memory" in err.value.details()
+        # A machine-readable reason and a retry hint; the allocator's text stays in the log.
+        d = harness.error_details(err.value)
+        assert d == {"code": grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
+                     "reason": "GPU_OUT_OF_MEMORY", "domain": "grat.v1", "retry_s": 10.0}, d
+        assert "injected out-of-memory" not in err.value.details()
+        assert "injected out-of-memory" in s.logs()
         data, _, _ = harness.client.generate(s.stub, harness.request(), timeout=60)
         harness.decode_image(data)
     finally:

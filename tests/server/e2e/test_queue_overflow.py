@@ -18,6 +18,10 @@ def test_queue_overflow():
                 harness.decode_image(data)
                 return "ok"
             except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    # Told apart from running out of memory, with a retry hint.
+                    d = harness.error_details(err)
+                    assert d["reason"] == "QUEUE_FULL" and d["retry_s"] == 1.0, d
                 return err.code()
 
         with ThreadPoolExecutor(12) as pool:

@@ -75,11 +75,13 @@ def server():
     assert s.stop() == 0, s.logs()
 
 
-def status_of(stub, req, timeout=30):
+def status_of(stub, req, timeout=30, details=None):
     try:
         for _ in stub.Generate(req, timeout=timeout):
             pass
     except grpc.RpcError as err:
+        if details is not None:
+            details.update(harness.error_details(err) or {})
         return err.code(), err.details()
     return grpc.StatusCode.OK, ""
 
@@ -290,8 +292,12 @@ def test_cancel_mid_video_frees_the_worker(server, how):
 
 
 def test_requests_that_cannot_fit_in_memory_are_refused_up_front(server):
-    code, details = status_of(server.stub, harness.video_request(model=MEMCAP, frames=17))
+    rich = {}
+    code, details = status_of(server.stub, harness.video_request(model=MEMCAP, frames=17),
+                              details=rich)
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+    # Not retryable as it is (no RetryInfo), and told apart from a full queue.
+    assert rich["reason"] == "MEMORY_LIMIT_EXCEEDED" and rich["retry_s"] is None, rich
     assert ("frames x width x height = 17 x 96 x 64 needs about 2.4 GiB of device memory "
             "(model.yaml memory.peak_gib, measured on Pretend GPU); the limit on this device "
             "is 1.6 GiB (memory_limit_gib)") in details, details

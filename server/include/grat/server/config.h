@@ -40,8 +40,14 @@ struct ServerConfig {
   std::vector<ModelEntry> models;
 };
 
+// Whether this build accepts test-only settings (inject_oom_at_step >= 0): builds configured
+// with GRAT_TEST_HOOKS (on by default with the tests; release builds turn it off).
+bool test_hooks_built();
+
 // Parses a YAML document (text) into a config; `base_dir` resolves relative bundle paths.
-ServerConfig parse_config(const std::string& yaml_text, const std::string& base_dir);
+// Test-only settings are refused unless `allow_test_settings`.
+ServerConfig parse_config(const std::string& yaml_text, const std::string& base_dir,
+                          bool allow_test_settings = test_hooks_built());
 ServerConfig load_config_file(const std::string& path);
 
 // The no-argument config: the tiny bundle on the CPU, on localhost:50051. The bundle is
