@@ -1,124 +1,55 @@
 #include "grat/server/metrics.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
-#include <poll.h>
 #include <prometheus/counter.h>
+#include <prometheus/exposer.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 #include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cstring>
 #include <stdexcept>
-#include <thread>
 
 namespace grat::server {
 
-// A minimal HTTP/1.0 endpoint for GET /metrics (text exposition format 0.0.4).
-// prometheus-cpp's civetweb Exposer fails to start inside this process (mg_start returns
-// null after binding, linked with LibTorch), so the server answers scrapes itself; one
-// thread, one connection at a time, which is what a Prometheus scrape needs.
-class MetricsHttp {
- public:
-  MetricsHttp(const std::string& address, std::shared_ptr<prometheus::Registry> registry)
-      : registry_(std::move(registry)) {
-    const auto colon = address.rfind(':');
-    std::string host = address.substr(0, colon), port = address.substr(colon + 1);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-      host = host.substr(1, host.size() - 2);
-    }
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    addrinfo* res = nullptr;
-    if (getaddrinfo(host.empty() || host == "*" ? nullptr : host.c_str(), port.c_str(), &hints,
-                    &res) != 0 ||
-        !res) {
-      throw std::runtime_error("metrics_listen: cannot resolve '" + address + "'");
-    }
-    for (addrinfo* a = res; a && fd_ < 0; a = a->ai_next) {
-      const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-      if (fd < 0) continue;
-      const int one = 1;
-      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 64) == 0) {
-        fd_ = fd;
-      } else {
-        close(fd);
-      }
-    }
-    freeaddrinfo(res);
-    if (fd_ < 0) {
-      throw std::runtime_error("metrics_listen: cannot listen on '" + address +
-                               "': " + std::strerror(errno));
-    }
-    thread_ = std::thread([this] { loop(); });
-  }
-  ~MetricsHttp() {
-    stop_.store(true);
-    thread_.join();
-    close(fd_);
-  }
+bool civetweb_stack_fix_linked();  // thread_stack.cpp
 
- private:
-  void loop() {
-    while (!stop_.load()) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 200) <= 0) continue;
-      const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (c < 0) continue;
-      timeval tv{2, 0};
-      setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-      serve(c);
-      close(c);
-    }
-  }
+namespace {
 
-  void serve(int c) {
-    std::string req;
-    char buf[2048];
-    while (req.find("\r\n\r\n") == std::string::npos && req.size() < 16384) {
-      const ssize_t n = recv(c, buf, sizeof buf, 0);
-      if (n <= 0) return;
-      req.append(buf, static_cast<size_t>(n));
-    }
-    const bool get = req.rfind("GET ", 0) == 0;
-    const size_t sp = req.find(' ', 4);
-    const std::string path = get && sp != std::string::npos ? req.substr(4, sp - 4) : "";
-    std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8", body;
-    if (!get) {
-      status = "405 Method Not Allowed";
-      body = "only GET\n";
-    } else if (path == "/metrics" || path.rfind("/metrics?", 0) == 0) {
-      body = prometheus::TextSerializer().Serialize(registry_->Collect());
-    } else {
-      status = "404 Not Found";
-      body = "see /metrics\n";
-    }
-    std::string head = "HTTP/1.0 " + status + "\r\nContent-Type: " + type +
-                       "\r\nContent-Length: " + std::to_string(body.size()) +
-                       "\r\nConnection: close\r\n\r\n";
-    const std::string out = head + body;
-    size_t off = 0;
-    while (off < out.size()) {
-      const ssize_t n = send(c, out.data() + off, out.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return;
-      off += static_cast<size_t>(n);
-    }
+// civetweb's listening_ports wants a numeric address: "127.0.0.1:9464", "[::1]:9464", or the
+// port alone for every interface ("*:9464", ":9464").
+std::string numeric_listen(const std::string& address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    throw std::runtime_error("metrics_listen: expected host:port, got '" + address + "'");
   }
+  std::string host = address.substr(0, colon);
+  const std::string port = address.substr(colon + 1);
+  if (host.empty() || host == "*") return port;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || res == nullptr) {
+    throw std::runtime_error("metrics_listen: cannot resolve '" + address + "'");
+  }
+  char buf[INET6_ADDRSTRLEN] = {};
+  const bool v6 = res->ai_family == AF_INET6;
+  const void* a =
+      v6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr)
+         : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr);
+  inet_ntop(res->ai_family, a, buf, sizeof buf);
+  freeaddrinfo(res);
+  return v6 ? "[" + std::string(buf) + "]:" + port : std::string(buf) + ":" + port;
+}
 
-  std::shared_ptr<prometheus::Registry> registry_;
-  int fd_ = -1;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
+}  // namespace
 
 struct Metrics::PerModel {
   prometheus::Gauge* queue_depth = nullptr;
@@ -192,7 +123,17 @@ Metrics::Metrics(const std::vector<std::string>& models, const std::vector<std::
 Metrics::~Metrics() = default;
 
 void Metrics::expose(const std::string& address) {
-  http_ = std::make_unique<MetricsHttp>(address, registry_);
+  civetweb_stack_fix_linked();
+  const std::string ports = numeric_listen(address);
+  try {
+    // Concurrent: 32 worker threads, and a client that has not sent its request within 3 s
+    // is dropped, so slow or silent connections cannot hold every scrape up.
+    exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", ports, "num_threads", "32", "request_timeout_ms", "3000"});
+  } catch (const std::exception& e) {
+    throw std::runtime_error("metrics_listen: cannot listen on '" + address + "': " + e.what());
+  }
+  exposer_->RegisterCollectable(registry_);
 }
 
 Metrics::PerModel& Metrics::model(const std::string& name) {

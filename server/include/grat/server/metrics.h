@@ -1,4 +1,5 @@
-// Prometheus metrics of the server (prometheus-cpp core), served on their own port at /metrics.
+// Prometheus metrics of the server (prometheus-cpp), served on their own port at /metrics by
+// prometheus-cpp's Exposer (civetweb: concurrent connections, slow clients time out).
 // Implements the scheduler's metrics hooks. Thread-safe: every method may be called from any
 // thread and none blocks (prometheus-cpp metrics are atomics; label lookups take a short lock).
 #pragma once
@@ -14,6 +15,7 @@
 
 namespace prometheus {
 class Counter;
+class Exposer;
 class Gauge;
 class Histogram;
 class Registry;
@@ -22,8 +24,6 @@ class Family;
 }  // namespace prometheus
 
 namespace grat::server {
-
-class MetricsHttp;
 
 class Metrics : public scheduler::SchedulerMetrics {
  public:
@@ -55,7 +55,7 @@ class Metrics : public scheduler::SchedulerMetrics {
   PerModel& model(const std::string& name);
 
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<MetricsHttp> http_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
   prometheus::Family<prometheus::Counter>* requests_ = nullptr;
   prometheus::Family<prometheus::Gauge>* gpu_memory_ = nullptr;
   std::map<std::string, std::unique_ptr<PerModel>> models_;  // fixed after construction
