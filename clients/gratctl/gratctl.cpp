@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -29,8 +30,15 @@
 
 namespace {
 
+std::string g_token;  // API key: every call carries it
+
+// Every RPC's context: the API key, when there is one.
+void authorize(grpc::ClientContext& ctx) {
+  if (!g_token.empty()) ctx.AddMetadata("authorization", "Bearer " + g_token);
+}
+
 const char* kUsage =
-    "usage: gratctl [--server HOST:PORT] COMMAND ...\n"
+    "usage: gratctl [--server HOST:PORT] [--tls] [--ca FILE] [--token KEY] COMMAND ...\n"
     "  generate --prompt TEXT --out FILE [--width 256] [--height 256] [--steps N] [--seed S]\n"
     "           [--attention auto|full|B|X] [--group HxW|TxHxW] [--radius R] [--full-steps K]\n"
     "           [--guidance G] [--negative TEXT] [--model NAME] [--format png|webp|mp4]\n"
@@ -40,7 +48,9 @@ const char* kUsage =
     "  cancel JOB_ID\n"
     "  models\n"
     "  health [SERVICE]        (SERVICE: \"\" overall, or a model name)\n"
-    "Server: --server, else $GRAT_SERVER, else localhost:50051.\n";
+    "Server: --server, else $GRAT_SERVER, else localhost:50051.\n"
+    "Security: --tls (the system's roots, or --ca FILE, which implies --tls); --token KEY (else\n"
+    "$GRAT_TOKEN) is sent as 'authorization: Bearer KEY'.\n";
 
 const char* code_name(grpc::StatusCode c) {
   static const char* names[] = {"OK",
@@ -210,6 +220,7 @@ int generate(grat::v1::Generation::Stub& stub, const Args& a) {
   const bool quiet = a.opts.count("quiet") > 0;
 
   grpc::ClientContext ctx;
+  authorize(ctx);
   if (a.opts.count("timeout")) {
     const double t = std::strtod(get("timeout").c_str(), nullptr);
     ctx.set_deadline(std::chrono::system_clock::now() +
@@ -301,6 +312,7 @@ int generate(grat::v1::Generation::Stub& stub, const Args& a) {
 
 int models(grat::v1::Generation::Stub& stub) {
   grpc::ClientContext ctx;
+  authorize(ctx);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   grat::v1::ListModelsResponse resp;
   const grpc::Status s = stub.ListModels(&ctx, grat::v1::ListModelsRequest(), &resp);
@@ -351,6 +363,7 @@ int health(const std::shared_ptr<grpc::Channel>& channel, const std::string& ser
   grpc::ByteBuffer in(&slice, 1), out;
   grpc::GenericStub stub(channel);
   grpc::ClientContext ctx;
+  authorize(ctx);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   grpc::CompletionQueue cq;
   auto call = stub.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", in, &cq);
@@ -381,6 +394,9 @@ int main(int argc, char** argv) {
   std::string server;
   if (const char* env = std::getenv("GRAT_SERVER"); env && *env) server = env;
   if (server.empty()) server = "localhost:50051";
+  if (const char* env = std::getenv("GRAT_TOKEN"); env && *env) g_token = env;
+  bool tls = false;
+  std::string ca;
   int i = 1;
   while (i < argc && std::string(argv[i]).rfind("--", 0) == 0) {
     const std::string a = argv[i];
@@ -391,6 +407,16 @@ int main(int argc, char** argv) {
     } else if (a.rfind("--server=", 0) == 0) {
       server = a.substr(9);
       i += 1;
+    } else if (a == "--tls") {
+      tls = true;
+      i += 1;
+    } else if (a == "--ca" && i + 1 < argc) {
+      ca = argv[i + 1];
+      tls = true;
+      i += 2;
+    } else if (a == "--token" && i + 1 < argc) {
+      g_token = argv[i + 1];
+      i += 2;
     } else {
       return usage("unknown option " + a);
     }
@@ -403,12 +429,25 @@ int main(int argc, char** argv) {
 
   grpc::ChannelArguments ch_args;
   ch_args.SetMaxReceiveMessageSize(16 << 20);
-  auto channel = grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), ch_args);
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (tls) {
+    grpc::SslCredentialsOptions o;
+    if (!ca.empty()) {
+      std::ifstream in(ca);
+      std::stringstream pem;
+      pem << in.rdbuf();
+      if (!in || pem.str().empty()) return usage("--ca: cannot read '" + ca + "'");
+      o.pem_root_certs = pem.str();
+    }
+    creds = grpc::SslCredentials(o);
+  }
+  auto channel = grpc::CreateCustomChannel(server, creds, ch_args);
   auto stub = grat::v1::Generation::NewStub(channel);
   if (cmd == "generate") return generate(*stub, args);
   if (cmd == "cancel") {
     if (args.positional.size() != 1) return usage("cancel JOB_ID");
     grpc::ClientContext ctx;
+    authorize(ctx);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     grat::v1::CancelJobRequest req;
     req.set_job_id(args.positional[0]);

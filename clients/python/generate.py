@@ -58,11 +58,27 @@ MODES = {"auto": 1, "full": 2, "B": 3, "b": 3, "X": 4, "x": 4}
 FORMATS = {"png": 1, "webp": 2, "mp4": 3}
 
 
-def generate(stub, request, timeout=None, on_event=None):
+def channel(server, tls=False, ca=None, token=None):
+    """A channel to the server: TLS when asked for (`ca`: a PEM file of roots, implies TLS;
+    else the system's roots), and `token` sent as 'authorization: Bearer <token>' on every
+    call."""
+    if not (tls or ca):
+        if token:
+            raise ValueError("an API key over plaintext would be sent in the clear: use tls")
+        return grpc.insecure_channel(server)
+    roots = open(ca, "rb").read() if ca else None
+    creds = grpc.ssl_channel_credentials(root_certificates=roots)
+    if token:
+        creds = grpc.composite_channel_credentials(
+            creds, grpc.access_token_call_credentials(token))
+    return grpc.secure_channel(server, creds)
+
+
+def generate(stub, request, timeout=None, on_event=None, metadata=None):
     """Runs one Generate call; returns (bytes, mime, Finished). Raises grpc.RpcError."""
     pb2, _ = load_stubs()
     chunks, mime, finished, expected = [], "", None, 0
-    for event in stub.Generate(request, timeout=timeout):
+    for event in stub.Generate(request, timeout=timeout, metadata=metadata):
         if on_event:
             on_event(event)
         kind = event.WhichOneof("event")
@@ -99,6 +115,10 @@ def main():
     ap.add_argument("--format", choices=sorted(FORMATS),
                     help="default: from the extension of --out")
     ap.add_argument("--timeout", type=float)
+    ap.add_argument("--tls", action="store_true", help="TLS with the system's roots")
+    ap.add_argument("--ca", help="PEM file of the roots to trust (implies --tls)")
+    ap.add_argument("--token", default=os.environ.get("GRAT_TOKEN"),
+                    help="API key (default $GRAT_TOKEN), sent as a Bearer token")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -123,8 +143,8 @@ def main():
             print(f"\rstep {p.step}/{p.total}", end="", file=sys.stderr, flush=True)
 
     t0 = time.time()
-    with grpc.insecure_channel(args.server) as channel:
-        stub = pb2_grpc.GenerationStub(channel)
+    with channel(args.server, args.tls, args.ca, args.token) as ch:
+        stub = pb2_grpc.GenerationStub(ch)
         try:
             data, mime, fin = generate(stub, req, timeout=args.timeout, on_event=show)
         except grpc.RpcError as e:

@@ -58,6 +58,11 @@ class Map {
     if (!n.IsScalar()) fail(key(k), "expected a string");
     return n.Scalar();
   }
+  void boolean(const std::string& k, bool& out) const {
+    const std::string v = text(k);
+    if (v != "true" && v != "false") fail(key(k), "expected true or false, got '" + v + "'");
+    out = v == "true";
+  }
   int64_t integer(const std::string& k, int64_t lo, int64_t hi) const {
     const YAML::Node n = node_[k];
     int64_t v = 0;
@@ -110,8 +115,18 @@ bool valid_device(const std::string& d) {
 const std::set<std::string> kLevels = {"trace", "debug",    "info", "warn",
                                        "error", "critical", "off"};
 
+bool loopback(const std::string& address) {
+  const std::string host = address.substr(0, address.rfind(':'));
+  return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
 void check_top(const ServerConfig& c) {
   if (!valid_address(c.listen)) fail("listen", "expected host:port, got '" + c.listen + "'");
+  if (!c.tls.enabled() && !c.tls.plaintext && !loopback(c.listen)) {
+    fail("tls", "serving on " + c.listen +
+                    " (not loopback) needs tls.cert and tls.key, or tls.plaintext: true to "
+                    "serve without TLS (e.g. behind a TLS-terminating proxy)");
+  }
   if (!c.metrics_listen.empty() && !valid_address(c.metrics_listen)) {
     fail("metrics_listen", "expected host:port or \"\", got '" + c.metrics_listen + "'");
   }
@@ -241,7 +256,7 @@ ServerConfig parse_config(const std::string& yaml_text, const std::string& base_
   if (!root || root.IsNull()) throw ConfigError("config is empty");
   const Map m(root, "",
               {"listen", "metrics_listen", "drain_timeout_s", "default_model", "log_level",
-               "chunk_bytes", "max_receive_bytes", "models"});
+               "chunk_bytes", "max_receive_bytes", "models", "tls", "auth", "reflection"});
   ServerConfig c;
   if (m.has("listen")) c.listen = m.text("listen");
   if (m.has("metrics_listen")) {
@@ -254,6 +269,29 @@ ServerConfig parse_config(const std::string& yaml_text, const std::string& base_
   if (m.has("max_receive_bytes")) {
     c.max_receive_bytes = m.integer("max_receive_bytes", 1024, 64 << 20);
   }
+  if (m.has("tls")) {
+    const Map t(m.at("tls"), "tls", {"plaintext", "cert", "key", "client_ca"});
+    if (t.has("plaintext")) t.boolean("plaintext", c.tls.plaintext);
+    const auto path = [&](const char* k) {
+      std::string v = t.text(k);
+      return v.empty() || v.front() == '/' || base_dir.empty() ? v : join(base_dir, v);
+    };
+    if (t.has("cert")) c.tls.cert = path("cert");
+    if (t.has("key")) c.tls.key = path("key");
+    if (t.has("client_ca")) c.tls.client_ca = path("client_ca");
+    if (c.tls.cert.empty() != c.tls.key.empty()) fail("tls", "cert and key go together");
+    if (!c.tls.client_ca.empty() && !c.tls.enabled()) fail("tls.client_ca", "needs cert and key");
+    if (c.tls.plaintext && c.tls.enabled()) fail("tls.plaintext", "cannot go with cert and key");
+  }
+  if (m.has("auth")) {
+    const Map a(m.at("auth"), "auth", {"api_keys_file"});
+    if (a.has("api_keys_file")) {
+      const std::string v = a.text("api_keys_file");
+      c.auth.api_keys_file =
+          v.empty() || v.front() == '/' || base_dir.empty() ? v : join(base_dir, v);
+    }
+  }
+  if (m.has("reflection")) m.boolean("reflection", c.reflection);
   if (!m.has("models")) fail("models", "missing");
   const YAML::Node models = m.at("models");
   if (!models.IsSequence()) fail("models", "expected a list of models");
@@ -308,6 +346,7 @@ void apply_env_overrides(ServerConfig& c, const char* (*getenv_fn)(const char*))
   if (const char* v = get("GRAT_LISTEN"); v && *v) c.listen = v;
   if (const char* v = get("GRAT_METRICS_LISTEN"); v) c.metrics_listen = v;
   if (const char* v = get("GRAT_LOG_LEVEL"); v && *v) c.log_level = v;
+  if (const char* v = get("GRAT_API_KEYS"); v && *v) c.auth.api_keys_env = v;
   for (ModelEntry& e : c.models) {
     const std::string key = model_path_env(e.name);
     if (const char* v = get(key.c_str()); v && *v) e.bundle = v;

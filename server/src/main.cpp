@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // reload the API key file
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::string config_path, listen, metrics_listen;
@@ -113,7 +114,7 @@ int main(int argc, char** argv) {
     grat::server::Server server(config);
     server.start();
     int sig = 0;
-    sigwait(&signals, &sig);
+    for (sigwait(&signals, &sig); sig == SIGHUP; sigwait(&signals, &sig)) server.reload_keys();
     grat::server::log(spdlog::level::info, "signal received",
                       {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
     server.drain();

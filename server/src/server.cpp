@@ -9,13 +9,16 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "grat/engine/engine.h"
 #include "grat/scheduler/scheduler.h"
+#include "grat/server/auth.h"
 #include "grat/server/log.h"
 #include "grat/server/metrics.h"
 #include "grat/server/rich_status.h"
@@ -91,6 +94,42 @@ grpc::Status status_of(const engine::Error& e, bool draining) {
   return {grpc::StatusCode::INTERNAL, e.message};
 }
 
+std::string read_pem(const std::string& path, const char* key) {
+  std::ifstream in(path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  if (!in || buf.str().find("-----BEGIN") == std::string::npos) {
+    throw std::runtime_error(std::string("tls.") + key + ": cannot read a PEM file at '" + path +
+                             "'");
+  }
+  return buf.str();
+}
+
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const TlsConfig& tls) {
+  if (!tls.enabled()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions o(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  o.pem_key_cert_pairs.push_back({read_pem(tls.key, "key"), read_pem(tls.cert, "cert")});
+  if (!tls.client_ca.empty()) {
+    o.pem_root_certs = read_pem(tls.client_ca, "client_ca");
+    o.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(o);
+}
+
+// Linking grpc++_reflection registers its plugin with every ServerBuilder (a static
+// initializer); this option takes it out again.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
+                                    return p->name() == "proto_server_reflection";
+                                  }),
+                   plugins->end());
+  }
+};
+
 grpc::Status draining_status() {
   return rich_status(grpc::StatusCode::UNAVAILABLE, "server is draining (shutting down)", kDraining,
                      std::chrono::seconds(1));
@@ -114,6 +153,7 @@ struct Context {
   ServerConfig config;
   std::map<std::string, Model> models;
   std::string default_model;
+  std::unique_ptr<Auth> auth;  // null: no API keys (declared before the scheduler: outlives it)
   std::shared_ptr<Metrics> metrics;
   std::unique_ptr<scheduler::Scheduler> scheduler;
   std::atomic<bool> draining{false};
@@ -128,10 +168,53 @@ struct Context {
 
 class GenerateReactor;
 
+// The caller's tenant from its `authorization` metadata, or null.
+std::shared_ptr<const Tenant> authenticate(const Context& c, const grpc::ServerContextBase* ctx) {
+  const auto& md = ctx->client_metadata();
+  const auto it = md.find("authorization");
+  if (it == md.end()) return nullptr;
+  return c.auth->authenticate(std::string(it->second.data(), it->second.size()));
+}
+
+grpc::Status unauthenticated() {
+  return {grpc::StatusCode::UNAUTHENTICATED,
+          "missing or invalid API key: send metadata 'authorization: Bearer <key>'"};
+}
+
+// A tenant's per-request ceilings: priority and cost (width x height x frames x steps, with
+// the model's defaults for 0).
+grpc::Status check_tenant(const Tenant& t, int32_t priority, const engine::Request& r,
+                          const ModelLimits& limits) {
+  if (priority > t.max_priority) {
+    return {grpc::StatusCode::PERMISSION_DENIED,
+            "priority " + std::to_string(priority) + " is above tenant " + t.name +
+                "'s max_priority " + std::to_string(t.max_priority)};
+  }
+  const auto& d = limits.manifest.defaults;
+  const int64_t frames = r.frames != 0 ? r.frames : (limits.manifest.is_video() ? d.frames : 1);
+  const int64_t steps = r.steps != 0 ? r.steps : d.steps;
+  const double cost = static_cast<double>(r.width) * static_cast<double>(r.height) *
+                      static_cast<double>(frames) * static_cast<double>(steps);
+  if (t.max_cost > 0 && cost > t.max_cost) {
+    std::ostringstream m;
+    m << "request cost width x height x frames x steps = " << r.width << " x " << r.height << " x "
+      << frames << " x " << steps << " = " << static_cast<int64_t>(cost) << " is over tenant "
+      << t.name << "'s max_cost " << static_cast<int64_t>(t.max_cost);
+    return rich_status(grpc::StatusCode::RESOURCE_EXHAUSTED, m.str(), kTenantQuota);
+  }
+  return grpc::Status::OK;
+}
+
 // The scheduler's events for one job, forwarded to the reactor while it lives.
 struct Link {
   std::mutex mu;
   GenerateReactor* reactor = nullptr;  // guarded by mu; null once the RPC is done
+  // API keys: the tenant's quota slot, held until the job ends, and the job id registered as
+  // the tenant's (for cancel), removed when it ends. Guarded by mu.
+  std::shared_ptr<void> quota_slot;
+  std::string owned_job;
+  bool job_done = false;
+  Auth* auth = nullptr;
 };
 
 class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent> {
@@ -193,6 +276,9 @@ class Listener final : public scheduler::JobListener {
   }
   void on_finished(engine::Result result) override {
     std::unique_lock<std::mutex> lk(link_->mu);
+    link_->job_done = true;
+    link_->quota_slot.reset();
+    if (link_->auth != nullptr && !link_->owned_job.empty()) link_->auth->disown(link_->owned_job);
     if (link_->reactor) {
       link_->reactor->finished_locked(std::move(result)), link_->reactor->pump(lk);
     }
@@ -219,11 +305,34 @@ void GenerateReactor::admit(const v1::GenerateRequest& req) {
     return reject({grpc::StatusCode::NOT_FOUND, "unknown model '" + clip(name) + "'"});
   }
   model_ = name;
+  std::shared_ptr<const Tenant> tenant;
+  if (c_.auth) {
+    tenant = authenticate(c_, ctx_);
+    if (!tenant) return reject(unauthenticated());
+  }
   scheduler::Submission sub;
   sub.model = name;
   if (grpc::Status s = to_engine_request(req, it->second.limits, c_.random_seed(), &sub.request);
       !s.ok()) {
     return reject(s);
+  }
+  if (tenant) {
+    if (grpc::Status s = check_tenant(*tenant, req.priority(), sub.request, it->second.limits);
+        !s.ok()) {
+      return reject(s);
+    }
+    std::shared_ptr<void> slot = c_.auth->acquire(tenant);
+    if (!slot) {
+      return reject(rich_status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                "tenant " + tenant->name + " has " +
+                                    std::to_string(tenant->max_concurrent_jobs) +
+                                    " jobs queued or running (max_concurrent_jobs " +
+                                    std::to_string(tenant->max_concurrent_jobs) + ")",
+                                kTenantQuota, std::chrono::seconds(1)));
+    }
+    std::lock_guard<std::mutex> g(link_->mu);
+    link_->quota_slot = std::move(slot);
+    link_->auth = c_.auth.get();
   }
   sub.priority = req.priority();
   sub.deadline = steady_deadline(ctx_);
@@ -270,6 +379,10 @@ void GenerateReactor::admit(const v1::GenerateRequest& req) {
   {
     std::lock_guard<std::mutex> g(link_->mu);
     job_id_ = r.job_id;
+    if (tenant && !link_->job_done) {  // a job that already ended needs no owner
+      link_->owned_job = r.job_id;
+      c_.auth->own(r.job_id, tenant->name);
+    }
   }
   log(level_enum::info, "accepted",
       {{"job_id", job_id_},
@@ -474,6 +587,21 @@ class GenerationService final : public v1::Generation::CallbackService {
                        "job_id must be 1.." + std::to_string(kMaxJobIdBytes) + " bytes"});
       return reactor;
     }
+    if (c_.auth) {
+      const std::shared_ptr<const Tenant> tenant = authenticate(c_, ctx);
+      if (!tenant) {
+        reactor->Finish(unauthenticated());
+        return reactor;
+      }
+      const std::string owner = c_.auth->owner(req->job_id());
+      if (!owner.empty() && owner != tenant->name) {
+        log(level_enum::warn, "cancel refused: another tenant's job",
+            {{"job_id", req->job_id()}, {"tenant", tenant->name}, {"peer", ctx->peer()}});
+        reactor->Finish({grpc::StatusCode::PERMISSION_DENIED,
+                         "job '" + clip(req->job_id()) + "' belongs to another tenant"});
+        return reactor;
+      }
+    }
     const bool ok = c_.scheduler->cancel(req->job_id());
     log(level_enum::info, ok ? "cancel requested" : "cancel: unknown job",
         {{"job_id", req->job_id()}, {"peer", ctx->peer()}});
@@ -490,6 +618,11 @@ class GenerationService final : public v1::Generation::CallbackService {
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx,
                                        const v1::ListModelsRequest*,
                                        v1::ListModelsResponse* resp) override {
+    if (c_.auth && !authenticate(c_, ctx)) {
+      auto* reactor = ctx->DefaultReactor();
+      reactor->Finish(unauthenticated());
+      return reactor;
+    }
     resp->set_default_model(c_.default_model);
     for (const auto& [name, m] : c_.models) {
       const engine::Manifest& mf = m.limits.manifest;
@@ -582,6 +715,13 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
     names.push_back(e.name);
     for (const auto& d : e.devices) devices.push_back(d);
   }
+  if (c.config.auth.enabled()) {
+    c.auth = std::make_unique<Auth>(c.config.auth.api_keys_file, c.config.auth.api_keys_env);
+    log(level_enum::info, "api keys loaded",
+        {{"source",
+          c.config.auth.api_keys_file.empty() ? "GRAT_API_KEYS" : c.config.auth.api_keys_file},
+         num("tenants", static_cast<int64_t>(c.auth->tenants()))});
+  }
   c.metrics = std::make_shared<Metrics>(names, devices);
   if (!c.config.metrics_listen.empty()) c.metrics->expose(c.config.metrics_listen);
   for (const auto& d : devices) c.metrics->gpu_memory(d, 0.0);
@@ -631,7 +771,8 @@ void Server::start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder b;
-  b.AddListeningPort(c.config.listen, grpc::InsecureServerCredentials(), &impl_->port);
+  if (!c.config.reflection) b.SetOption(std::make_unique<WithoutReflection>());
+  b.AddListeningPort(c.config.listen, server_credentials(c.config.tls), &impl_->port);
   b.RegisterService(impl_->service.get());
   b.SetMaxReceiveMessageSize(static_cast<int>(c.config.max_receive_bytes));
   impl_->grpc_server = b.BuildAndStart();
@@ -644,12 +785,28 @@ void Server::start() {
   health->SetServingStatus("grat.v1.Generation", true);
   log(level_enum::info, "serving",
       {{"listen", c.config.listen},
+       {"tls", !c.config.tls.enabled()          ? "off"
+               : c.config.tls.client_ca.empty() ? "tls"
+                                                : "mtls"},
+       {"auth", c.auth ? "api keys" : "off"},
        num("port", int64_t{impl_->port}),
        {"metrics", c.config.metrics_listen},
        {"default_model", c.default_model}});
 }
 
 int Server::port() const { return impl_->port; }
+
+std::string Server::reload_keys() {
+  if (!impl_->c.auth) return "";
+  const std::string err = impl_->c.auth->reload();
+  if (err.empty()) {
+    log(level_enum::info, "api keys reloaded",
+        {num("tenants", static_cast<int64_t>(impl_->c.auth->tenants()))});
+  } else {
+    log(level_enum::err, "api keys not reloaded; the previous keys stay", {{"error", err}});
+  }
+  return err;
+}
 
 void Server::drain() {
   std::call_once(impl_->drained, [this] {

@@ -37,6 +37,9 @@ default_model: b
 log_level: debug
 chunk_bytes: 65536
 max_receive_bytes: 2097152
+tls: {cert: tls/server.crt, key: /etc/k.pem, client_ca: ca.pem}
+auth: {api_keys_file: keys.yaml}
+reflection: false
 models:
   - name: a
     bundle: /abs/a
@@ -57,6 +60,12 @@ models:
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.chunk_bytes, 65536);
   EXPECT_EQ(c.max_receive_bytes, 2097152);
+  EXPECT_EQ(c.tls.cert, "/base/tls/server.crt");  // relative to the config's folder
+  EXPECT_EQ(c.tls.key, "/etc/k.pem");
+  EXPECT_EQ(c.tls.client_ca, "/base/ca.pem");
+  EXPECT_FALSE(c.tls.plaintext);
+  EXPECT_EQ(c.auth.api_keys_file, "/base/keys.yaml");
+  EXPECT_FALSE(c.reflection);
   ASSERT_EQ(c.models.size(), 2u);
   EXPECT_EQ(c.models[0].bundle, "/abs/a");
   EXPECT_EQ(c.models[0].devices, std::vector<std::string>{"cpu"});
@@ -136,9 +145,55 @@ TEST(ServerConfig, ExampleConfigParsesAndListsEveryKey) {
                           "GRAT_LISTEN",
                           "GRAT_METRICS_LISTEN",
                           "GRAT_LOG_LEVEL",
+                          "GRAT_API_KEYS",
+                          "tls:",
+                          "auth:",
+                          "reflection:",
                           "GRAT_MODEL_<NAME>_PATH"}) {
     EXPECT_THAT(text.str(), HasSubstr(key));
   }
+}
+
+extern std::map<std::string, std::string>* g_env;
+const char* fake_getenv(const char* name);
+
+TEST(ServerConfig, PlaintextOffLoopbackMustBeAskedFor) {
+  const std::string models = "models:\n  - {name: m, bundle: /a}\n";
+  EXPECT_TRUE(parse_config("listen: \"127.0.0.1:1\"\n" + models, "").tls.plaintext == false);
+  EXPECT_NO_THROW(parse_config("listen: \"[::1]:1\"\n" + models, ""));
+  EXPECT_NO_THROW(parse_config("listen: \"localhost:1\"\n" + models, ""));
+  try {
+    parse_config("listen: \"0.0.0.0:1\"\n" + models, "");
+    ADD_FAILURE() << "plaintext on 0.0.0.0 accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("'tls': serving on 0.0.0.0:1 (not loopback) needs tls.cert"));
+  }
+  EXPECT_TRUE(
+      parse_config("listen: \"0.0.0.0:1\"\ntls: {plaintext: true}\n" + models, "").tls.plaintext);
+  for (const auto& [yaml, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"tls: {cert: /c}\n", "'tls': cert and key go together"},
+           {"tls: {client_ca: /ca}\n", "'tls.client_ca': needs cert and key"},
+           {"tls: {plaintext: true, cert: /c, key: /k}\n", "'tls.plaintext': cannot go with"},
+           {"tls: {plaintext: yes}\n", "'tls.plaintext': expected true or false"},
+           {"tls: {certificate: /c}\n", "'tls.certificate': unknown key"},
+           {"auth: {keys: /k}\n", "'auth.keys': unknown key"}}) {
+    try {
+      parse_config(yaml + models, "");
+      ADD_FAILURE() << yaml;
+    } catch (const ConfigError& e) {
+      EXPECT_THAT(e.what(), HasSubstr(needle)) << yaml;
+    }
+  }
+  // GRAT_LISTEN moving the server off loopback is checked too.
+  std::map<std::string, std::string> env = {{"GRAT_LISTEN", "0.0.0.0:7"}};
+  g_env = &env;
+  ServerConfig c = parse_config(models, "");
+  EXPECT_THROW(apply_env_overrides(c, fake_getenv), ConfigError);
+  env = {{"GRAT_API_KEYS", "tenants: []"}};
+  c = parse_config(models, "");
+  apply_env_overrides(c, fake_getenv);
+  EXPECT_EQ(c.auth.api_keys_env, "tenants: []");
+  g_env = nullptr;
 }
 
 TEST(ServerConfig, TestOnlySettingsNeedATestBuild) {

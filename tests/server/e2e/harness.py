@@ -53,7 +53,7 @@ class Server:
 
     def __init__(self, max_queue=64, max_batch=4, drain_timeout_s=30, extra_yaml="",
                  model_yaml="", use_config=True, more_models_yaml="", server_args=(),
-                 max_batch_delay_ms=10):
+                 max_batch_delay_ms=10, credentials=None, env_extra=None):
         self.port = free_port()
         self.metrics_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -65,6 +65,7 @@ class Server:
         # LibTorch's OpenMP threads spin-wait; on a small shared CI host that makes steps
         # erratic (seconds each while compilers run). One thread keeps timings predictable.
         env.setdefault("OMP_NUM_THREADS", "1")
+        env.update(env_extra or {})
         if use_config:
             cfg = os.path.join(self.dir, "config.yaml")
             with open(cfg, "w") as f:
@@ -87,8 +88,10 @@ class Server:
         args += list(server_args)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.channel = grpc.insecure_channel(self.address, options=[
-            ("grpc.max_receive_message_length", 16 << 20)])
+        # `credentials`: a TLS server's (grpc.ssl_channel_credentials), for health and stub.
+        options = [("grpc.max_receive_message_length", 16 << 20)]
+        self.channel = (grpc.secure_channel(self.address, credentials, options=options)
+                        if credentials else grpc.insecure_channel(self.address, options=options))
         self.stub = pb2_grpc.GenerationStub(self.channel)
         self._wait_ready()
 

@@ -29,6 +29,22 @@ struct ModelEntry {
   int64_t inject_oom_at_step = -1;  // testing: each worker's first batch runs out of memory
 };
 
+// gRPC transport security. Plaintext is allowed on a loopback `listen` address, or anywhere
+// when asked for (`tls: {plaintext: true}`, e.g. behind a TLS-terminating proxy).
+struct TlsConfig {
+  bool plaintext = false;
+  std::string cert, key;  // PEM files: the server's certificate chain and private key
+  std::string client_ca;  // PEM: when set, clients must present a certificate it signed (mTLS)
+  bool enabled() const { return !cert.empty(); }
+};
+
+// API keys (auth.h): off when neither is set; then every caller is trusted.
+struct AuthConfig {
+  std::string api_keys_file;  // reloaded on SIGHUP
+  std::string api_keys_env;   // the GRAT_API_KEYS text (used when no file is given)
+  bool enabled() const { return !api_keys_file.empty() || !api_keys_env.empty(); }
+};
+
 struct ServerConfig {
   std::string listen = "localhost:50051";
   std::string metrics_listen = "localhost:9464";  // empty: no /metrics
@@ -38,6 +54,9 @@ struct ServerConfig {
   int64_t chunk_bytes = 1 << 20;  // result chunk size, well under gRPC's 4 MiB
   int64_t max_receive_bytes = 1 << 20;
   std::vector<ModelEntry> models;
+  TlsConfig tls;
+  AuthConfig auth;
+  bool reflection = true;  // gRPC server reflection (grpcurl); health is always served
 };
 
 // Whether this build accepts test-only settings (inject_oom_at_step >= 0): builds configured

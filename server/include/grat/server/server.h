@@ -25,6 +25,8 @@ class Server {
   void start();
   int port() const;  // the bound port (useful with port 0)
   void drain();
+  // Re-reads the API key file (SIGHUP); on error keeps the current keys and returns why.
+  std::string reload_keys();
   void wait();  // until the gRPC server has shut down
 
  private:
