@@ -256,7 +256,9 @@ ServerConfig parse_config(const std::string& yaml_text, const std::string& base_
   if (!root || root.IsNull()) throw ConfigError("config is empty");
   const Map m(root, "",
               {"listen", "metrics_listen", "drain_timeout_s", "default_model", "log_level",
-               "chunk_bytes", "max_receive_bytes", "models", "tls", "auth", "reflection"});
+               "chunk_bytes", "max_receive_bytes", "models", "tls", "auth", "reflection",
+               "write_timeout_s", "max_buffered_bytes", "keepalive_time_s", "keepalive_timeout_s",
+               "max_connection_age_s", "max_connection_age_grace_s"});
   ServerConfig c;
   if (m.has("listen")) c.listen = m.text("listen");
   if (m.has("metrics_listen")) {
@@ -268,6 +270,20 @@ ServerConfig parse_config(const std::string& yaml_text, const std::string& base_
   if (m.has("chunk_bytes")) c.chunk_bytes = m.integer("chunk_bytes", 1024, 3 << 20);
   if (m.has("max_receive_bytes")) {
     c.max_receive_bytes = m.integer("max_receive_bytes", 1024, 64 << 20);
+  }
+  if (m.has("write_timeout_s")) c.write_timeout_s = m.number("write_timeout_s", 0, 86400);
+  if (m.has("max_buffered_bytes")) {
+    c.max_buffered_bytes = m.integer("max_buffered_bytes", 1 << 20, int64_t{1} << 40);
+  }
+  if (m.has("keepalive_time_s")) c.keepalive_time_s = m.number("keepalive_time_s", 1, 86400);
+  if (m.has("keepalive_timeout_s")) {
+    c.keepalive_timeout_s = m.number("keepalive_timeout_s", 1, 3600);
+  }
+  if (m.has("max_connection_age_s")) {
+    c.max_connection_age_s = m.number("max_connection_age_s", 0, 86400 * 30);
+  }
+  if (m.has("max_connection_age_grace_s")) {
+    c.max_connection_age_grace_s = m.number("max_connection_age_grace_s", 0, 86400);
   }
   if (m.has("tls")) {
     const Map t(m.at("tls"), "tls", {"plaintext", "cert", "key", "client_ca"});

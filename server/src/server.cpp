@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -148,6 +149,8 @@ struct Model {
   ModelLimits limits;
 };
 
+class GenerateReactor;
+
 // What the reactors share with the server.
 struct Context {
   ServerConfig config;
@@ -157,6 +160,12 @@ struct Context {
   std::shared_ptr<Metrics> metrics;
   std::unique_ptr<scheduler::Scheduler> scheduler;
   std::atomic<bool> draining{false};
+  // Result bytes waiting in streams for their clients to read (max_buffered_bytes).
+  std::atomic<int64_t> buffered_bytes{0};
+  // Live Generate streams, for the write-progress sweeper (Server::Impl); guarded by
+  // streams_mu. A reactor leaves the set in OnDone, before it is deleted.
+  std::mutex streams_mu;
+  std::set<GenerateReactor*> streams;
   std::mutex seed_mu;
   std::mt19937_64 seeds{std::random_device{}()};
 
@@ -166,14 +175,16 @@ struct Context {
   }
 };
 
-class GenerateReactor;
-
 // The caller's tenant from its `authorization` metadata, or null.
 std::shared_ptr<const Tenant> authenticate(const Context& c, const grpc::ServerContextBase* ctx) {
   const auto& md = ctx->client_metadata();
   const auto it = md.find("authorization");
   if (it == md.end()) return nullptr;
   return c.auth->authenticate(std::string(it->second.data(), it->second.size()));
+}
+
+int64_t result_bytes(const v1::GenerateEvent& e) {
+  return e.has_result_chunk() ? static_cast<int64_t>(e.result_chunk().data().size()) : 0;
 }
 
 grpc::Status unauthenticated() {
@@ -231,8 +242,11 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
   void progress_locked(int64_t step, int64_t total, const std::string& preview);
   void finished_locked(engine::Result result);
   void pump(std::unique_lock<std::mutex>& lk);
+  // Cancels the stream if one write has waited longer than `timeout` for the client to read.
+  void cancel_if_stalled(Clock::time_point now, std::chrono::milliseconds timeout);
 
  private:
+  void release_locked(int64_t bytes);
   void admit(const v1::GenerateRequest& req);
   void reject(grpc::Status s);
   void request_finish_locked(grpc::Status s);
@@ -250,6 +264,9 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
   v1::GenerateEvent current_;
   bool ready_ = false;  // Accepted is first in pending_ (or the RPC was refused)
   bool writing_ = false;
+  Clock::time_point write_since_{};  // when the outstanding write started
+  bool stall_cancelled_ = false;
+  int64_t buffered_ = 0;        // result bytes of this stream not yet written
   bool rpc_cancelled_ = false;  // client gone: nothing more is written
   bool job_finished_ = true;    // no job, or its on_finished came
   bool finish_requested_ = false;
@@ -292,6 +309,10 @@ GenerateReactor::GenerateReactor(Context& c, grpc::CallbackServerContext* ctx,
                                  const v1::GenerateRequest& req)
     : c_(c), ctx_(ctx) {
   link_->reactor = this;
+  {
+    std::lock_guard<std::mutex> g(c_.streams_mu);
+    c_.streams.insert(this);
+  }
   admit(req);
 }
 
@@ -423,6 +444,7 @@ void GenerateReactor::pump(std::unique_lock<std::mutex>& lk) {
     current_ = std::move(pending_.front());
     pending_.pop_front();
     writing_ = true;
+    write_since_ = Clock::now();
     lk.unlock();
     StartWrite(&current_);
     lk.lock();
@@ -430,6 +452,7 @@ void GenerateReactor::pump(std::unique_lock<std::mutex>& lk) {
   }
   if (finish_requested_) {
     finish_called_ = true;
+    for (const auto& e : pending_) release_locked(result_bytes(e));
     pending_.clear();
     grpc::Status s = final_;
     lk.unlock();
@@ -490,6 +513,20 @@ void GenerateReactor::finished_locked(engine::Result r) {
     request_finish_locked(status_of(r.error, c_.draining.load()));
     return;
   }
+  const auto size = static_cast<int64_t>(r.bytes.size());
+  if (c_.buffered_bytes.load() + size > c_.config.max_buffered_bytes) {
+    log(level_enum::warn, "result buffer full",
+        {{"job_id", job_id_}, num("bytes", size), num("buffered_bytes", c_.buffered_bytes.load())});
+    request_finish_locked(rich_status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        "the server's result buffer is full (" + std::to_string(c_.buffered_bytes.load()) +
+            " bytes wait for slow clients; max_buffered_bytes " +
+            std::to_string(c_.config.max_buffered_bytes) + "); retry later",
+        kResultBufferFull, std::chrono::seconds(5)));
+    return;
+  }
+  buffered_ += size;
+  c_.buffered_bytes += size;
   const size_t chunk = static_cast<size_t>(c_.config.chunk_bytes);
   const size_t n = std::max<size_t>(1, (r.bytes.size() + chunk - 1) / chunk);
   for (size_t i = 0; i < n; ++i) {
@@ -533,6 +570,8 @@ void GenerateReactor::OnWriteDone(bool ok) {
   const std::shared_ptr<Link> link = link_;  // pump() may end in OnDone on another thread
   std::unique_lock<std::mutex> lk(link->mu);
   writing_ = false;
+  release_locked(result_bytes(current_));
+  current_.Clear();
   if (!ok) rpc_cancelled_ = true;
   if (!ok && !finish_requested_) {
     request_finish_locked({grpc::StatusCode::CANCELLED, "stream closed by the client"});
@@ -563,10 +602,35 @@ void GenerateReactor::OnCancel() {
 
 void GenerateReactor::OnDone() {
   {
+    std::lock_guard<std::mutex> g(c_.streams_mu);
+    c_.streams.erase(this);
+  }
+  {
     std::lock_guard<std::mutex> lk(link_->mu);
     link_->reactor = nullptr;
+    release_locked(buffered_);
   }
   delete this;
+}
+
+void GenerateReactor::release_locked(int64_t bytes) {
+  buffered_ -= bytes;
+  c_.buffered_bytes -= bytes;
+}
+
+void GenerateReactor::cancel_if_stalled(Clock::time_point now, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lk(link_->mu);
+  if (!writing_ || stall_cancelled_ || finish_called_ || now - write_since_ < timeout) return;
+  stall_cancelled_ = true;
+  const int64_t held = buffered_;
+  const std::string job_id = job_id_;
+  lk.unlock();
+  log(level_enum::warn, "client stopped reading; stream cancelled",
+      {{"job_id", job_id},
+       {"peer", ctx_->peer()},
+       num("buffered_bytes", held),
+       num("write_timeout_s", std::chrono::duration<double>(timeout).count())});
+  ctx_->TryCancel();  // OnCancel stops the job; the failed write frees the buffered bytes
 }
 
 class GenerationService final : public v1::Generation::CallbackService {
@@ -698,6 +762,25 @@ struct Server::Impl {
     }
     sampler_cv.notify_all();
     if (memory_sampler.joinable()) memory_sampler.join();
+    if (stream_sweeper.joinable()) stream_sweeper.join();
+  }
+  // Every 0.5 s: streams whose client has not read for write_timeout_s are cancelled.
+  std::thread stream_sweeper;
+  void sweep_streams() {
+    if (c.config.write_timeout_s <= 0) return;
+    const auto timeout =
+        std::chrono::milliseconds(static_cast<int64_t>(c.config.write_timeout_s * 1000.0));
+    stream_sweeper = std::thread([this, timeout] {
+      std::unique_lock<std::mutex> lk(sampler_mu);
+      while (!sampler_stop) {
+        {
+          std::lock_guard<std::mutex> g(c.streams_mu);
+          const Clock::time_point now = Clock::now();
+          for (GenerateReactor* r : c.streams) r->cancel_if_stalled(now, timeout);
+        }
+        sampler_cv.wait_for(lk, std::chrono::milliseconds(500), [this] { return sampler_stop; });
+      }
+    });
   }
   std::unique_ptr<GenerationService> service;
   std::unique_ptr<grpc::Server> grpc_server;
@@ -767,6 +850,7 @@ void Server::start() {
   Context& c = impl_->c;
   c.scheduler->start();
   impl_->sample_memory();
+  impl_->sweep_streams();
   impl_->service = std::make_unique<GenerationService>(c);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -775,6 +859,17 @@ void Server::start() {
   b.AddListeningPort(c.config.listen, server_credentials(c.config.tls), &impl_->port);
   b.RegisterService(impl_->service.get());
   b.SetMaxReceiveMessageSize(static_cast<int>(c.config.max_receive_bytes));
+  // Dead peers are found by keepalive pings; connections can be aged out so clients
+  // re-resolve and spread over replicas (0: off).
+  const auto ms = [](double s) { return static_cast<int>(s * 1000.0); };
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(c.config.keepalive_time_s));
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ms(c.config.keepalive_timeout_s));
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  if (c.config.max_connection_age_s > 0) {
+    b.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, ms(c.config.max_connection_age_s));
+    b.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                         ms(c.config.max_connection_age_grace_s));
+  }
   impl_->grpc_server = b.BuildAndStart();
   if (!impl_->grpc_server || impl_->port == 0) {
     throw std::runtime_error("cannot listen on " + c.config.listen);

@@ -40,6 +40,12 @@ max_receive_bytes: 2097152
 tls: {cert: tls/server.crt, key: /etc/k.pem, client_ca: ca.pem}
 auth: {api_keys_file: keys.yaml}
 reflection: false
+write_timeout_s: 12
+max_buffered_bytes: 2097152
+keepalive_time_s: 30
+keepalive_timeout_s: 5
+max_connection_age_s: 3600
+max_connection_age_grace_s: 900
 models:
   - name: a
     bundle: /abs/a
@@ -66,6 +72,12 @@ models:
   EXPECT_FALSE(c.tls.plaintext);
   EXPECT_EQ(c.auth.api_keys_file, "/base/keys.yaml");
   EXPECT_FALSE(c.reflection);
+  EXPECT_DOUBLE_EQ(c.write_timeout_s, 12);
+  EXPECT_EQ(c.max_buffered_bytes, 2097152);
+  EXPECT_DOUBLE_EQ(c.keepalive_time_s, 30);
+  EXPECT_DOUBLE_EQ(c.keepalive_timeout_s, 5);
+  EXPECT_DOUBLE_EQ(c.max_connection_age_s, 3600);
+  EXPECT_DOUBLE_EQ(c.max_connection_age_grace_s, 900);
   ASSERT_EQ(c.models.size(), 2u);
   EXPECT_EQ(c.models[0].bundle, "/abs/a");
   EXPECT_EQ(c.models[0].devices, std::vector<std::string>{"cpu"});
@@ -149,6 +161,10 @@ TEST(ServerConfig, ExampleConfigParsesAndListsEveryKey) {
                           "tls:",
                           "auth:",
                           "reflection:",
+                          "write_timeout_s:",
+                          "max_buffered_bytes:",
+                          "keepalive_time_s:",
+                          "max_connection_age_s:",
                           "GRAT_MODEL_<NAME>_PATH"}) {
     EXPECT_THAT(text.str(), HasSubstr(key));
   }

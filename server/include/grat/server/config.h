@@ -53,6 +53,13 @@ struct ServerConfig {
   std::string log_level = "info";
   int64_t chunk_bytes = 1 << 20;  // result chunk size, well under gRPC's 4 MiB
   int64_t max_receive_bytes = 1 << 20;
+  // Slow and silent clients: a stream whose client has not read one message for this long is
+  // cancelled and its buffered result freed (0: never); all streams together buffer at most
+  // max_buffered_bytes of results (beyond it new results fail with RESOURCE_EXHAUSTED).
+  double write_timeout_s = 30;
+  int64_t max_buffered_bytes = int64_t{1} << 30;
+  double keepalive_time_s = 60, keepalive_timeout_s = 20;
+  double max_connection_age_s = 0, max_connection_age_grace_s = 600;  // age 0: unlimited
   std::vector<ModelEntry> models;
   TlsConfig tls;
   AuthConfig auth;
