@@ -116,6 +116,8 @@ struct Model {
   // Keys of batches that workers are still filling: other workers leave those jobs to them.
   std::map<std::string, int> forming;
   int64_t reported_depth = -1;
+  std::vector<WorkerStatus> workers;  // one per executor; times below as of `progress`
+  std::vector<Clock::time_point> progress;
 };
 
 struct Event {
@@ -130,6 +132,8 @@ struct Event {
 struct BatchState {
   int64_t last_step = 0;
   Clock::time_point last_time;
+  WorkerStatus* worker = nullptr;
+  Clock::time_point* progress = nullptr;  // the worker's last sign of life
 };
 
 class Core;
@@ -318,6 +322,20 @@ class Core {
     return it == models_.end() ? nullptr : &it->second->executors.front()->manifest();
   }
 
+  std::vector<WorkerStatus> workers() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    std::vector<WorkerStatus> out;
+    const Clock::time_point now = Clock::now();
+    for (const auto& [name, m] : models_) {
+      for (size_t i = 0; i < m->workers.size(); ++i) {
+        WorkerStatus w = m->workers[i];
+        w.since_progress_s = w.busy ? seconds(now - m->progress[i]) : 0;
+        out.push_back(w);
+      }
+    }
+    return out;
+  }
+
   int64_t queue_depth(const std::string& model) const {
     std::lock_guard<std::mutex> lk(mu_);
     auto it = models_.find(model);
@@ -334,8 +352,14 @@ class Core {
       j.first_step_seen = true;
       metrics_->first_step(model, seconds(now - j.submitted));
     }
+    *batch.progress = now;
     if (step > batch.last_step) {
-      if (batch.last_step > 0) metrics_->step_time(model, seconds(now - batch.last_time));
+      if (batch.last_step > 0) {
+        const double dt = seconds(now - batch.last_time);
+        metrics_->step_time(model, dt);
+        double& avg = batch.worker->step_s;
+        avg = avg == 0 ? dt : 0.7 * avg + 0.3 * dt;
+      }
       batch.last_step = step;
       batch.last_time = now;
     }
@@ -357,9 +381,12 @@ class Core {
   }
 
   void start_workers(Model& m) {
-    for (auto& ex : m.executors) {
-      Executor* e = ex.get();
-      workers_.emplace_back([this, &m, e] { worker_loop(m, *e); });
+    m.workers.resize(m.executors.size());
+    m.progress.resize(m.executors.size());
+    for (size_t i = 0; i < m.executors.size(); ++i) {
+      Executor* e = m.executors[i].get();
+      m.workers[i].model = m.config.name;
+      workers_.emplace_back([this, &m, e, i] { worker_loop(m, *e, i); });
     }
   }
 
@@ -471,7 +498,7 @@ class Core {
 
   // --- threads -----------------------------------------------------------------------------
 
-  void worker_loop(Model& m, Executor& ex) {
+  void worker_loop(Model& m, Executor& ex, size_t index) {
     std::string device;
     try {
       device = ex.device();
@@ -480,6 +507,8 @@ class Core {
     }
     const std::string& model = m.config.name;
     std::unique_lock<std::mutex> lk(mu_);
+    WorkerStatus& self = m.workers[index];
+    self.device = device;
     for (;;) {
       Job* head = nullptr;
       m.cv.wait(lk, [&] { return stopping_ || (head = pick_head(m)) != nullptr; });
@@ -510,6 +539,10 @@ class Core {
       const Clock::time_point now = Clock::now();
       const auto n = static_cast<int64_t>(batch.size());
       BatchState state;
+      state.worker = &self;
+      state.progress = &m.progress[index];
+      self.busy = true;
+      m.progress[index] = now;
       std::vector<RunObserver> observers;
       observers.reserve(batch.size());
       std::vector<engine::Job> jobs(batch.size());
@@ -542,7 +575,12 @@ class Core {
       }
       jobs.clear();
       lk.lock();
-      for (size_t i = 0; i < batch.size(); ++i) finish(*batch[i], std::move(results[i]));
+      self.busy = false;
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (results[i].error.code == ErrorCode::kDeviceFailed) self.failed = true;
+        finish(*batch[i], std::move(results[i]));
+      }
+      if (self.failed) return;  // nothing more can run on this device: leave its jobs to others
     }
   }
 
@@ -683,5 +721,7 @@ const engine::Manifest* Scheduler::manifest(const std::string& model) const {
 int64_t Scheduler::queue_depth(const std::string& model) const {
   return impl_->core.queue_depth(model);
 }
+
+std::vector<WorkerStatus> Scheduler::workers() const { return impl_->core.workers(); }
 
 }  // namespace grat::scheduler

@@ -151,7 +151,8 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
                        const std::string& base_dir, bool allow_test_settings) {
   const Map m(node, where,
               {"name", "bundle", "devices", "dtype", "max_queue", "max_batch", "max_batch_delay_ms",
-               "max_prompt_bytes", "memory_limit_gib", "inject_oom_at_step"});
+               "max_prompt_bytes", "memory_limit_gib", "inject_oom_at_step", "inject_hang_at_step",
+               "inject_hang_s", "inject_device_error_at_step"});
   ModelEntry e;
   if (!m.has("name")) fail(m.key("name"), "missing");
   e.name = m.text("name");
@@ -198,6 +199,16 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
            "is a test-only setting; this server was built without GRAT_TEST_HOOKS");
     }
   }
+  for (const char* k : {"inject_hang_at_step", "inject_device_error_at_step"}) {
+    if (!m.has(k)) continue;
+    const int64_t v = m.integer(k, -1, 1000000);
+    if (v >= 0 && !allow_test_settings) {
+      fail(m.key(k), "is a test-only setting; this server was built without GRAT_TEST_HOOKS");
+    }
+    (std::string(k) == "inject_hang_at_step" ? e.inject_hang_at_step
+                                             : e.inject_device_error_at_step) = v;
+  }
+  if (m.has("inject_hang_s")) e.inject_hang_s = m.number("inject_hang_s", 0, 86400);
   return e;
 }
 
@@ -258,7 +269,7 @@ ServerConfig parse_config(const std::string& yaml_text, const std::string& base_
               {"listen", "metrics_listen", "drain_timeout_s", "default_model", "log_level",
                "chunk_bytes", "max_receive_bytes", "models", "tls", "auth", "reflection",
                "write_timeout_s", "max_buffered_bytes", "keepalive_time_s", "keepalive_timeout_s",
-               "max_connection_age_s", "max_connection_age_grace_s"});
+               "max_connection_age_s", "max_connection_age_grace_s", "watchdog"});
   ServerConfig c;
   if (m.has("listen")) c.listen = m.text("listen");
   if (m.has("metrics_listen")) {
@@ -284,6 +295,11 @@ ServerConfig parse_config(const std::string& yaml_text, const std::string& base_
   }
   if (m.has("max_connection_age_grace_s")) {
     c.max_connection_age_grace_s = m.number("max_connection_age_grace_s", 0, 86400);
+  }
+  if (m.has("watchdog")) {
+    const Map w(m.at("watchdog"), "watchdog", {"stall_factor", "min_stall_s"});
+    if (w.has("stall_factor")) c.watchdog_stall_factor = w.number("stall_factor", 1, 1000);
+    if (w.has("min_stall_s")) c.watchdog_min_stall_s = w.number("min_stall_s", 0.5, 86400);
   }
   if (m.has("tls")) {
     const Map t(m.at("tls"), "tls", {"plaintext", "cert", "key", "client_ca"});

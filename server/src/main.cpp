@@ -3,9 +3,11 @@
 // drain and exit 0.
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <google/protobuf/stubs/logging.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -36,7 +38,8 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);  // reload the API key file
+  sigaddset(&signals, SIGHUP);   // reload the API key file
+  sigaddset(&signals, SIGUSR1);  // from the watchdog: a device failed
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::string config_path, listen, metrics_listen;
@@ -112,9 +115,18 @@ int main(int argc, char** argv) {
 
   try {
     grat::server::Server server(config);
+    server.on_fatal([] { kill(getpid(), SIGUSR1); });
     server.start();
     int sig = 0;
     for (sigwait(&signals, &sig); sig == SIGHUP; sigwait(&signals, &sig)) server.reload_keys();
+    if (sig == SIGUSR1) {
+      // A device failed: what runs elsewhere gets a short drain, then exit non-zero so the
+      // orchestrator restarts the process (and with it the CUDA context).
+      server.drain(std::min(config.drain_timeout_s, 10.0));
+      server.wait();
+      grat::server::log(spdlog::level::critical, "exit after device failure", {});
+      return 3;
+    }
     grat::server::log(spdlog::level::info, "signal received",
                       {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
     server.drain();

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -88,6 +89,11 @@ grpc::Status status_of(const engine::Error& e, bool draining) {
       return {grpc::StatusCode::CANCELLED, e.message};
     case ErrorCode::kDeadlineExceeded:
       return {grpc::StatusCode::DEADLINE_EXCEEDED, e.message};
+    case ErrorCode::kDeviceFailed:
+      return rich_status(grpc::StatusCode::UNAVAILABLE,
+                         "the device failed while running this request; the server restarts: "
+                         "retry on another replica",
+                         kDeviceFailed, std::chrono::seconds(1));
     case ErrorCode::kBadBundle:
     case ErrorCode::kInternal:
       break;
@@ -763,7 +769,71 @@ struct Server::Impl {
     sampler_cv.notify_all();
     if (memory_sampler.joinable()) memory_sampler.join();
     if (stream_sweeper.joinable()) stream_sweeper.join();
+    if (watchdog.joinable()) watchdog.join();
   }
+  // Readiness ("", grat.v1.Generation, each model): false at drain; the watchdog sets models
+  // it finds stalled or failed. Liveness (kLivenessService) is the watchdog's alone.
+  std::mutex health_mu;
+  std::set<std::string> unhealthy;  // models with a stalled or failed worker
+  void set_ready(bool ready) {
+    if (!grpc_server) return;
+    std::lock_guard<std::mutex> g(health_mu);
+    auto* h = grpc_server->GetHealthCheckService();
+    const bool up = ready && !c.draining.load() && unhealthy.empty();
+    h->SetServingStatus("", up);
+    h->SetServingStatus("grat.v1.Generation", up);
+    for (const auto& [name, m] : c.models) {
+      h->SetServingStatus(name, ready && !c.draining.load() && !unhealthy.count(name));
+    }
+  }
+  // Every second: a worker with no step progress for max(min_stall_s, stall_factor x its
+  // typical step) is stalled, one whose device failed is dead; their models turn NOT_SERVING.
+  // Stalled: liveness NOT_SERVING too (a hung kernel does not come back; Kubernetes restarts
+  // the pod). Dead: `fatal` is called once (the process exits non-zero).
+  std::thread watchdog;
+  std::function<void()> fatal;
+  void watch_workers() {
+    watchdog = std::thread([this] {
+      std::unique_lock<std::mutex> lk(sampler_mu);
+      bool fatal_sent = false;
+      while (!sampler_stop) {
+        std::set<std::string> bad;
+        bool stalled_any = false, failed_any = false;
+        for (const scheduler::WorkerStatus& w : c.scheduler->workers()) {
+          const double limit =
+              std::max(c.config.watchdog_min_stall_s, c.config.watchdog_stall_factor * w.step_s);
+          const bool stalled = w.busy && w.since_progress_s > limit;
+          if (stalled || w.failed) bad.insert(w.model);
+          stalled_any |= stalled;
+          failed_any |= w.failed;
+          if (stalled && !unhealthy.count(w.model)) {
+            log(level_enum::critical, "worker stalled",
+                {{"model", w.model},
+                 {"device", w.device},
+                 num("since_progress_s", w.since_progress_s),
+                 num("limit_s", limit)});
+          }
+        }
+        if (bad != unhealthy) {
+          {
+            std::lock_guard<std::mutex> g(health_mu);
+            unhealthy = bad;
+          }
+          set_ready(true);
+        }
+        if (grpc_server) {
+          grpc_server->GetHealthCheckService()->SetServingStatus(kLivenessService, !stalled_any);
+        }
+        if (failed_any && !fatal_sent && fatal) {
+          fatal_sent = true;
+          log(level_enum::critical, "device failed; the process exits to be restarted", {});
+          fatal();
+        }
+        sampler_cv.wait_for(lk, std::chrono::seconds(1), [this] { return sampler_stop; });
+      }
+    });
+  }
+
   // Every 0.5 s: streams whose client has not read for write_timeout_s are cancelled.
   std::thread stream_sweeper;
   void sweep_streams() {
@@ -828,6 +898,11 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
            num("seconds", std::chrono::duration<double>(Clock::now() - t0).count())});
       if (executors.empty()) m.limits.manifest = engine->manifest();
       if (e.inject_oom_at_step >= 0) engine->inject_oom_at_step(e.inject_oom_at_step);
+      if (e.inject_hang_at_step >= 0)
+        engine->inject_hang_at_step(e.inject_hang_at_step, e.inject_hang_s);
+      if (e.inject_device_error_at_step >= 0) {
+        engine->inject_device_error_at_step(e.inject_device_error_at_step);
+      }
       executors.push_back(scheduler::make_engine_executor(std::move(engine)));
     }
     m.limits.max_prompt_bytes = e.max_prompt_bytes;
@@ -878,6 +953,8 @@ void Server::start() {
   health->SetServingStatus("", true);
   for (const auto& [name, m] : c.models) health->SetServingStatus(name, true);
   health->SetServingStatus("grat.v1.Generation", true);
+  health->SetServingStatus(kLivenessService, true);
+  impl_->watch_workers();
   log(level_enum::info, "serving",
       {{"listen", c.config.listen},
        {"tls", !c.config.tls.enabled()          ? "off"
@@ -891,6 +968,8 @@ void Server::start() {
 
 int Server::port() const { return impl_->port; }
 
+void Server::on_fatal(std::function<void()> fatal) { impl_->fatal = std::move(fatal); }
+
 std::string Server::reload_keys() {
   if (!impl_->c.auth) return "";
   const std::string err = impl_->c.auth->reload();
@@ -903,15 +982,15 @@ std::string Server::reload_keys() {
   return err;
 }
 
-void Server::drain() {
-  std::call_once(impl_->drained, [this] {
+void Server::drain(double timeout_s) {
+  std::call_once(impl_->drained, [this, timeout_s] {
     Context& c = impl_->c;
+    const double drain_s = timeout_s >= 0 ? timeout_s : c.config.drain_timeout_s;
     c.draining.store(true);
-    if (impl_->grpc_server) impl_->grpc_server->GetHealthCheckService()->SetServingStatus(false);
-    log(level_enum::info, "draining", {num("timeout_s", c.config.drain_timeout_s)});
+    impl_->set_ready(false);
+    log(level_enum::info, "draining", {num("timeout_s", drain_s)});
     const auto t0 = Clock::now();
-    c.scheduler->drain(
-        std::chrono::milliseconds(static_cast<int64_t>(c.config.drain_timeout_s * 1000.0)));
+    c.scheduler->drain(std::chrono::milliseconds(static_cast<int64_t>(drain_s * 1000.0)));
     log(level_enum::info, "drained",
         {num("seconds", std::chrono::duration<double>(Clock::now() - t0).count())});
     // Streams of drained jobs get a moment to deliver their last messages.

@@ -132,6 +132,9 @@ class FakeExecutor : public Executor {
         } else if (Clock::now() >= o->deadline()) {
           results[i].error = {ErrorCode::kDeadlineExceeded, "deadline"};
           active[i] = false;
+        } else if (jobs[i].request.prompt == "device-failure") {
+          results[i].error = {ErrorCode::kDeviceFailed, "illegal memory access"};
+          active[i] = false;
         } else if (jobs[i].request.prompt == "oom" ||
                    (jobs[i].request.prompt == "oom-batch" && jobs.size() > 1)) {
           results[i].error = {ErrorCode::kOutOfMemory, "out of memory"};
@@ -615,6 +618,34 @@ TEST(Scheduler, FailingAndThrowingExecutorsKeepTheWorkerServing) {
   ASSERT_TRUE(ok->wait_finished());
   EXPECT_EQ(ok->code(), ErrorCode::kOk);
   for (auto* r : {&thrown, &oom, &shortr, &ok}) EXPECT_TRUE((*r)->order_ok());
+}
+
+TEST(Scheduler, WorkerStatusShowsBusyProgressAndDeviceFailure) {
+  Fixture f(config());
+  auto [bid, blocker] = f.submit(req("blocker", 4));
+  ASSERT_TRUE(blocker->wait_started());
+  std::this_thread::sleep_for(50ms);
+  std::vector<WorkerStatus> w = f.sched->workers();
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0].model, "m");
+  EXPECT_TRUE(w[0].busy);  // held by the gate before its first step
+  EXPECT_GE(w[0].since_progress_s, 0.04);
+  EXPECT_FALSE(w[0].failed);
+  f.gate->open();
+  ASSERT_TRUE(blocker->wait_finished());
+  std::this_thread::sleep_for(20ms);
+  w = f.sched->workers();
+  EXPECT_FALSE(w[0].busy);
+  EXPECT_GT(w[0].step_s, 0);  // measured from the steps it ran
+  auto failed = f.submit(req("device-failure")).second;
+  ASSERT_TRUE(failed->wait_finished());
+  EXPECT_EQ(failed->code(), ErrorCode::kDeviceFailed);
+  std::this_thread::sleep_for(20ms);
+  EXPECT_TRUE(f.sched->workers()[0].failed);
+  // The failed worker takes nothing more: a new job stays queued.
+  auto after = f.submit(req("after")).second;
+  EXPECT_FALSE(after->wait_started(300ms));
+  EXPECT_EQ(f.sched->queue_depth("m"), 1);
 }
 
 TEST(Scheduler, BatchOutOfMemoryIsRetriedOneJobAtATime) {

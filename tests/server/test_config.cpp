@@ -46,6 +46,7 @@ keepalive_time_s: 30
 keepalive_timeout_s: 5
 max_connection_age_s: 3600
 max_connection_age_grace_s: 900
+watchdog: {stall_factor: 8, min_stall_s: 45}
 models:
   - name: a
     bundle: /abs/a
@@ -78,6 +79,8 @@ models:
   EXPECT_DOUBLE_EQ(c.keepalive_timeout_s, 5);
   EXPECT_DOUBLE_EQ(c.max_connection_age_s, 3600);
   EXPECT_DOUBLE_EQ(c.max_connection_age_grace_s, 900);
+  EXPECT_DOUBLE_EQ(c.watchdog_stall_factor, 8);
+  EXPECT_DOUBLE_EQ(c.watchdog_min_stall_s, 45);
   ASSERT_EQ(c.models.size(), 2u);
   EXPECT_EQ(c.models[0].bundle, "/abs/a");
   EXPECT_EQ(c.models[0].devices, std::vector<std::string>{"cpu"});
@@ -165,6 +168,7 @@ TEST(ServerConfig, ExampleConfigParsesAndListsEveryKey) {
                           "max_buffered_bytes:",
                           "keepalive_time_s:",
                           "max_connection_age_s:",
+                          "watchdog:",
                           "GRAT_MODEL_<NAME>_PATH"}) {
     EXPECT_THAT(text.str(), HasSubstr(key));
   }
@@ -220,6 +224,11 @@ TEST(ServerConfig, TestOnlySettingsNeedATestBuild) {
     ADD_FAILURE() << "accepted a test-only setting";
   } catch (const ConfigError& e) {
     EXPECT_THAT(e.what(), HasSubstr("'models[0].inject_oom_at_step': is a test-only setting"));
+  }
+  for (const char* hook : {"inject_hang_at_step: 1", "inject_device_error_at_step: 0"}) {
+    const std::string y = std::string("models:\n  - {name: m, bundle: /a, ") + hook + "}\n";
+    EXPECT_THROW(parse_config(y, "", false), ConfigError) << hook;
+    EXPECT_NO_THROW(parse_config(y, "", true)) << hook;
   }
   // Off (-1) is fine anywhere: the example config spells it out.
   EXPECT_EQ(parse_config("models:\n  - {name: m, bundle: /a, inject_oom_at_step: -1}\n", "", false)

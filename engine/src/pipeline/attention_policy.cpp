@@ -50,6 +50,8 @@ const char* error_code_name(ErrorCode code) {
       return "out_of_memory";
     case ErrorCode::kResourceExhausted:
       return "resource_exhausted";
+    case ErrorCode::kDeviceFailed:
+      return "device_failed";
     case ErrorCode::kBadBundle:
       return "bad_bundle";
     case ErrorCode::kTokenizer:

@@ -96,6 +96,11 @@ const Manifest& Engine::manifest() const { return impl_->manifest; }
 const EngineOptions& Engine::options() const { return impl_->options; }
 double Engine::memory_budget_gib() const { return impl_->memory_budget_gib; }
 void Engine::inject_oom_at_step(int64_t step) { impl_->inject_oom_step = step; }
+void Engine::inject_device_error_at_step(int64_t step) { impl_->inject_device_error_step = step; }
+void Engine::inject_hang_at_step(int64_t step, double seconds) {
+  impl_->inject_hang_step = step;
+  impl_->inject_hang_s = seconds;
+}
 
 Plan Engine::prepare(const Request& in) const {
   Plan plan;

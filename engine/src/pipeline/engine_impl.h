@@ -21,6 +21,9 @@ struct Engine::Impl {
   c10::ScalarType dtype = c10::kFloat;
   std::unique_ptr<Family> family;  // Flux images or HunyuanVideo clips
   int64_t inject_oom_step = -1;
+  int64_t inject_device_error_step = -1;  // sticky: every later batch fails too
+  int64_t inject_hang_step = -1;
+  double inject_hang_s = 0;
   double memory_budget_gib = 0;  // 0: no up-front memory check
 #if GRAT_HAVE_CUDA
   std::optional<c10::cuda::CUDAStream> stream;  // this engine's own stream on its device

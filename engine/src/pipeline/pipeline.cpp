@@ -4,6 +4,7 @@
 #include <chrono>
 #include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine_impl.h"
@@ -20,6 +21,16 @@ namespace grat::engine {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// CUDA errors that poison the context: every later call on the device fails the same way.
+bool sticky_device_error(const std::string& msg) {
+  for (const char* s : {"illegal memory access", "unspecified launch failure", "device-side assert",
+                        "illegal instruction", "misaligned address", "uncorrectable ECC error",
+                        "hardware stack error", "invalid program counter", "an illegal address"}) {
+    if (msg.find(s) != std::string::npos) return true;
+  }
+  return false;
+}
 
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -140,6 +151,13 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
         if (cfg) neg_text = neg_text.select(keep, idx);
         active = still;
       }
+      if (inject_device_error_step >= 0 && i >= inject_device_error_step) {
+        TORCH_CHECK(false, "CUDA error: an illegal memory access was encountered (test hook)");
+      }
+      if (inject_hang_step == i) {
+        inject_hang_step = -1;
+        std::this_thread::sleep_for(std::chrono::duration<double>(inject_hang_s));
+      }
       if (inject_oom_step == i) {
         inject_oom_step = -1;
         TORCH_CHECK_WITH(OutOfMemoryError, false, "injected out-of-memory (test hook)");
@@ -218,8 +236,12 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
     }
     release_memory(device);
   } catch (const c10::Error& e) {
-    for (size_t j : active) results[j].error = {ErrorCode::kInternal, e.what_without_backtrace()};
-    release_memory(device);
+    const std::string msg = e.what_without_backtrace();
+    const bool sticky = sticky_device_error(msg);
+    for (size_t j : active) {
+      results[j].error = {sticky ? ErrorCode::kDeviceFailed : ErrorCode::kInternal, msg};
+    }
+    if (!sticky) release_memory(device);  // after a sticky error every CUDA call fails
   } catch (const std::exception& e) {
     for (size_t j : active) results[j].error = {ErrorCode::kInternal, e.what()};
     release_memory(device);

@@ -83,6 +83,11 @@ class Engine {
 
   // Testing: the next generate() fails with out-of-memory before step `step` (0-based).
   void inject_oom_at_step(int64_t step);
+  // Testing: from step `step` on, every generate() fails as a sticky CUDA error would.
+  void inject_device_error_at_step(int64_t step);
+  // Testing: the next generate() stops for `seconds` before step `step`, deaf to cancellation,
+  // as a hung kernel would.
+  void inject_hang_at_step(int64_t step, double seconds);
 
  private:
   struct Impl;

@@ -48,6 +48,8 @@ enum class ErrorCode {
   kInvalidArgument,    // a request the bundle's limits refuse
   kOutOfMemory,        // device memory ran out for this job
   kResourceExhausted,  // refused up front: the request cannot fit in the device's memory
+  kDeviceFailed,       // a sticky device error (e.g. illegal memory access): nothing more can
+                       // run on this device until the process restarts
   kBadBundle,          // the bundle cannot be loaded or run
   kTokenizer,          // the prompt could not be tokenized
   kCancelled,

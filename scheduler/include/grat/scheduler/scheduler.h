@@ -79,6 +79,15 @@ struct Submission {
 // kTooLarge: the request cannot fit in the device's memory (the engine's plan refused it).
 enum class SubmitStatus { kAccepted, kUnknownModel, kInvalid, kTooLarge, kQueueFull, kDraining };
 
+// One worker (a model on one device), for health checks.
+struct WorkerStatus {
+  std::string model, device;
+  bool busy = false;            // running a batch
+  double since_progress_s = 0;  // busy: since the batch started or its last step
+  double step_s = 0;            // typical step time (moving average; 0 until measured)
+  bool failed = false;          // its device failed (kDeviceFailed): it takes no more batches
+};
+
 struct SubmitResult {
   SubmitStatus status = SubmitStatus::kAccepted;
   std::string job_id;   // set when accepted
@@ -110,6 +119,7 @@ class Scheduler {
   std::vector<std::string> models() const;
   const engine::Manifest* manifest(const std::string& model) const;  // null if unknown
   int64_t queue_depth(const std::string& model) const;
+  std::vector<WorkerStatus> workers() const;
 
  private:
   struct Impl;

@@ -26,7 +26,13 @@ struct ModelEntry {
   int64_t max_prompt_bytes = 4096;  // prompts longer than this are refused before tokenizing
   // Device memory each worker plans requests against (engine::EngineOptions); 0: the device's.
   double memory_limit_gib = 0;
-  int64_t inject_oom_at_step = -1;  // testing: each worker's first batch runs out of memory
+  int64_t inject_oom_at_step = -1;
+  // Testing: the first batch stops for inject_hang_s before this step, deaf to cancellation.
+  int64_t inject_hang_at_step = -1;
+  double inject_hang_s = 0;
+  // Testing: from this step on, batches fail as after a sticky CUDA error.
+  int64_t inject_device_error_at_step =
+      -1;  // testing: each worker's first batch runs out of memory
 };
 
 // gRPC transport security. Plaintext is allowed on a loopback `listen` address, or anywhere
@@ -63,7 +69,11 @@ struct ServerConfig {
   std::vector<ModelEntry> models;
   TlsConfig tls;
   AuthConfig auth;
-  bool reflection = true;  // gRPC server reflection (grpcurl); health is always served
+  bool reflection = true;
+  // A worker with no step progress for max(min_stall_s, stall_factor x its typical step time)
+  // is stalled: its model turns NOT_SERVING, and so does liveness (grat.liveness).
+  double watchdog_stall_factor = 20;
+  double watchdog_min_stall_s = 300;  // gRPC server reflection (grpcurl); health is always served
 };
 
 // Whether this build accepts test-only settings (inject_oom_at_step >= 0): builds configured

@@ -19,6 +19,7 @@ inline constexpr const char* kGpuOutOfMemory = "GPU_OUT_OF_MEMORY";     // ran o
 inline constexpr const char* kMemoryLimit = "MEMORY_LIMIT_EXCEEDED";    // refused up front
 inline constexpr const char* kDraining = "SERVER_DRAINING";             // go to another replica
 inline constexpr const char* kResultBufferFull = "RESULT_BUFFER_FULL";  // slow clients
+inline constexpr const char* kDeviceFailed = "DEVICE_FAILED";           // sticky device error
 inline constexpr const char* kTenantQuota = "TENANT_QUOTA_EXCEEDED";    // an API key's limits
 
 // `retry_after` 0: no RetryInfo (retrying the same request cannot help).

@@ -8,12 +8,17 @@
 // server shuts down) and wait().
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "grat/server/config.h"
 
 namespace grat::server {
+
+// A health service name that drain does not touch: Kubernetes liveness probes use it
+// (readiness uses "" overall, which turns NOT_SERVING at drain start).
+inline constexpr const char* kLivenessService = "grat.liveness";
 
 class Server {
  public:
@@ -24,7 +29,11 @@ class Server {
 
   void start();
   int port() const;  // the bound port (useful with port 0)
-  void drain();
+  // timeout_s < 0: the config's drain_timeout_s.
+  void drain(double timeout_s = -1);
+  // Called once, from the watchdog's thread, when a device failed (a sticky CUDA error): the
+  // process cannot recover and should exit non-zero. Set before start().
+  void on_fatal(std::function<void()> fatal);
   // Re-reads the API key file (SIGHUP); on error keeps the current keys and returns why.
   std::string reload_keys();
   void wait();  // until the gRPC server has shut down
