@@ -21,6 +21,12 @@ for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
     assert container[probe]["grpc"]["port"] == 50051, probe
 cfg = yaml.safe_load(kinds["ConfigMap"]["data"]["config.yaml"])
 assert cfg["listen"].endswith(":50051") and cfg["metrics_listen"].endswith(":9464")
+# Liveness must not follow the drain; readiness must.
+assert container["livenessProbe"]["grpc"]["service"] == "grat.liveness"
+assert container["readinessProbe"]["grpc"]["service"] == ""
+# The grace period covers the drain plus one long step, decode and encode (docs/security.md).
+grace = kinds["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+assert grace >= cfg["drain_timeout_s"] + 50, (grace, cfg["drain_timeout_s"])
 
 with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "config.yaml")
