@@ -148,3 +148,13 @@ def test_bad_memory_table_names_the_key(memory, needle):
     m["memory"] = memory
     with pytest.raises(bundle.BundleError, match=re.escape(needle)):
         bundle.validate_manifest(m)
+
+
+def test_pattern_names_match_the_kernels_header():
+    """bundle.PATTERNS spells what kernels/include/grat/pattern.h (the one home) defines."""
+    header = os.path.join(os.path.dirname(__file__), "..", "..", "kernels", "include", "grat",
+                          "pattern.h")
+    with open(header) as f:
+        text = f.read()
+    body = text[text.index("inline const char* pattern_name"):text.index("find_pattern")]
+    assert tuple(re.findall(r'return "([^"?]+)";', body)) == bundle.PATTERNS

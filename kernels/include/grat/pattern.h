@@ -1,7 +1,8 @@
 // The one home of the attention pattern names and of the request limits on their settings,
 // shared by the kernels (layout.cpp), the engine (its request plan and attention policy) and the
 // bundle manifest. Plain C++17, header-only: the engine's core (no LibTorch) includes it too.
-// models/bundle.py and models/attention.py spell the same names.
+// models/bundle.py spells the same names (tests/models/test_bundle.py checks it); Python passes
+// them to the kernels as strings.
 #pragma once
 
 #include <cctype>
