@@ -30,3 +30,22 @@ grat_prepare_flux_suite() {
   grat_prepare "$1" "$build" "$GRAT_GPU_CMAKE_ARGS" --preset flux-dev --device cuda --dtype bf16 \
     --no-check --out "$bundle"
 }
+
+# Background chains that outlive one device call (run_video_suite.sh, run_video_bench.sh):
+#   grat_chain_start WORK LOGS      runs WORK/chain.sh detached, output in LOGS/suite.log
+#   grat_chain_wait WORK LOGS SECS  waits until it printed SUITE-DONE or ended (at most SECS),
+#                                   copies LOGS into $OUT and prints the log's tail
+grat_chain_start() {
+  setsid bash "$1/chain.sh" >"$2/suite.log" 2>&1 </dev/null &
+  echo "started"
+}
+grat_chain_wait() {
+  local work=$1 logs=$2 limit=$3 start
+  start=$(date +%s)
+  while ! grep -q SUITE-DONE "$logs/suite.log" 2>/dev/null && pgrep -f "$work/chain.sh" >/dev/null; do
+    [ $(($(date +%s) - start)) -ge "$limit" ] && break
+    sleep 5
+  done
+  cp "$logs"/* "${OUT:-/tmp}/" 2>/dev/null || true
+  grep -v '^\[' "$logs/suite.log" | tail -40
+}

@@ -10,6 +10,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=/tmp/gvb; logs=/tmp/gvb-out
+source "$root/bench/gpu_prepare.sh"
 case "${1:?start|wait}" in
 start)
   commit=${2:?commit}
@@ -32,16 +33,9 @@ $work/build/bench/video_bench $work/bundle $logs/video_bench.json $commit \
   ${5:-1280x720x129:B,1280x720x129:B:10} ${6:-50}
 echo SUITE-DONE
 CHAIN
-  setsid bash "$work/chain.sh" >"$logs/suite.log" 2>&1 </dev/null &
-  echo "started"
+  grat_chain_start "$work" "$logs"
   ;;
 wait)
-  limit=${2:?seconds}; start=$(date +%s)
-  while ! grep -q SUITE-DONE "$logs/suite.log" 2>/dev/null && pgrep -f "$work/chain.sh" >/dev/null; do
-    [ $(( $(date +%s) - start )) -ge "$limit" ] && break
-    sleep 5
-  done
-  cp "$logs"/* "${OUT:-/tmp}/" 2>/dev/null || true
-  grep -v '^\[' "$logs/suite.log" | tail -40
+  grat_chain_wait "$work" "$logs" "${2:?seconds}"
   ;;
 esac

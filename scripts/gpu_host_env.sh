@@ -26,6 +26,9 @@ export CMAKE_PREFIX_PATH="$prefix/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 export PKG_CONFIG_SYSROOT_DIR="$prefix"
 export PKG_CONFIG_LIBDIR="$prefix/usr/lib/x86_64-linux-gnu/pkgconfig:$prefix/usr/share/pkgconfig"
 export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Debian keeps some headers in the multiarch folder (openssl/opensslconf.h), which CMake's
+# package modules do not add for a prefix outside /usr.
+export CPATH="$prefix/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"
 export GRAT_GPU_CMAKE_ARGS="-G Ninja -DGRAT_BUILD_TESTS=OFF -DGRAT_WITH_VIDEO=OFF -DGRAT_BUILD_TINY_BUNDLE=OFF -DGRAT_BUILD_SERVER=OFF -DCMAKE_CUDA_ARCHITECTURES=90a"
 # With the minimal FFmpeg carried: the engine with MP4 output (video benchmarks).
 export GRAT_GPU_CMAKE_ARGS_VIDEO="${GRAT_GPU_CMAKE_ARGS/-DGRAT_WITH_VIDEO=OFF/-DGRAT_WITH_VIDEO=ON} -DPKG_CONFIG_EXECUTABLE=$prefix/usr/bin/pkgconf"
