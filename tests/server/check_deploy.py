@@ -1,7 +1,9 @@
-"""deploy/ stays consistent: the k8s manifests parse, the Grafana dashboard queries only
-metrics the server exports, their probes use gRPC health on the
-served port, the ConfigMap's config and config.example.yaml pass `grat_server
---check-config`, and promtool accepts the Prometheus rules."""
+"""deploy/ stays consistent: the k8s manifests parse and hang together (selectors, ports,
+volumes, the locked-down pod, metrics reachable only from monitoring, the HPA's metric served
+by the adapter rule from one the server exports), their probes use gRPC health on the served
+port, the ConfigMap's config and config.example.yaml pass `grat_server --check-config`, the
+Grafana dashboard queries only metrics the server exports, and promtool accepts the
+Prometheus rules."""
 import os
 import shutil
 import subprocess
@@ -14,9 +16,43 @@ repo, server_bin = sys.argv[1], sys.argv[2]
 deploy = os.path.join(repo, "deploy")
 
 docs = list(yaml.safe_load_all(open(os.path.join(deploy, "k8s", "grat-server.yaml"))))
-kinds = {d["kind"]: d for d in docs}
-assert set(kinds) == {"ConfigMap", "Deployment", "Service"}, kinds.keys()
-(container,) = kinds["Deployment"]["spec"]["template"]["spec"]["containers"]
+kinds = {d["kind"]: d for d in docs if d["kind"] != "Service"}
+services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+assert set(kinds) == {"ConfigMap", "Deployment", "PersistentVolumeClaim", "NetworkPolicy",
+                      "ServiceMonitor"}, kinds.keys()
+assert set(services) == {"grat-server", "grat-server-headless"}, services.keys()
+assert services["grat-server-headless"]["spec"]["clusterIP"] == "None"
+pod = kinds["Deployment"]["spec"]["template"]
+labels = pod["metadata"]["labels"]
+spec = pod["spec"]
+(container,) = spec["containers"]
+# Locked down: non-root, read-only root filesystem (writable /tmp only), no capabilities, no
+# privilege escalation, RuntimeDefault seccomp, no service-account token.
+assert spec["automountServiceAccountToken"] is False
+assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] > 0
+assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+sc = container["securityContext"]
+assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+assert sc["capabilities"]["drop"] == ["ALL"]
+mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+volumes = {v["name"]: v for v in spec["volumes"]}
+assert "emptyDir" in volumes[mounts["/tmp"]]
+assert volumes[mounts["/models"]]["persistentVolumeClaim"]["claimName"] == \
+    kinds["PersistentVolumeClaim"]["metadata"]["name"]
+assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+# Every Service, the NetworkPolicy, the ServiceMonitor and (autoscaling.yaml) the PDB select
+# these pods.
+for sel in [sv["spec"]["selector"] for sv in services.values()] + [
+        kinds["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"]]:
+    assert sel.items() <= labels.items(), sel
+# Metrics only from the monitoring namespace; gRPC open.
+rules = kinds["NetworkPolicy"]["spec"]["ingress"]
+by_port = {r["ports"][0]["port"]: r for r in rules}
+assert "from" not in by_port[50051]
+assert by_port[9464]["from"][0]["namespaceSelector"]["matchLabels"] == {
+    "kubernetes.io/metadata.name": "monitoring"}
+port_names = {p["name"] for p in services["grat-server"]["spec"]["ports"]}
+assert {e["port"] for e in kinds["ServiceMonitor"]["spec"]["endpoints"]} <= port_names
 for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
     assert container[probe]["grpc"]["port"] == 50051, probe
 cfg = yaml.safe_load(kinds["ConfigMap"]["data"]["config.yaml"])
@@ -46,6 +82,21 @@ with tempfile.TemporaryDirectory() as tmp:
 
 import json
 import re
+
+# Variant "multi": the HPA scales this Deployment on a metric the adapter rule serves from one
+# the server exports; the PDB selects these pods.
+scaling = {d["kind"]: d for d in yaml.safe_load_all(
+    open(os.path.join(deploy, "k8s", "autoscaling.yaml")))}
+assert set(scaling) == {"HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap"}
+hpa = scaling["HorizontalPodAutoscaler"]["spec"]
+assert hpa["scaleTargetRef"]["name"] == kinds["Deployment"]["metadata"]["name"]
+(metric,) = hpa["metrics"]
+adapter = yaml.safe_load(scaling["ConfigMap"]["data"]["rules.yaml"])["rules"]
+served = {r["name"]["as"] for r in adapter}
+assert metric["pods"]["metric"]["name"] in served
+for r in adapter:
+    assert re.match(r"(grat_[a-z_]+)", r["seriesQuery"]).group(1) == "grat_queue_depth"
+assert scaling["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 dash = json.load(open(os.path.join(deploy, "grafana", "gratserve.json")))
 exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
