@@ -108,8 +108,12 @@ used = {m for e in exprs for m in re.findall(r"grat_[a-z_]+", e)}
 assert used <= metrics, used - metrics
 assert {"grat_request_latency_seconds_bucket", "grat_queue_depth"} <= used
 
-promtool = shutil.which("promtool")
+promtool = shutil.which("promtool")  # Debian's prometheus package (scripts/install_deps.sh)
+assert promtool, "promtool not found: scripts/install_deps.sh installs it"
 if promtool:
     subprocess.run([promtool, "check", "rules", os.path.join(deploy, "prometheus", "rules.yaml")],
                    check=True)
+    # Each alert fires on the series that should fire it, and not on a healthy server.
+    subprocess.run([promtool, "test", "rules", "rules_test.yaml"],
+                   cwd=os.path.join(deploy, "prometheus"), check=True)
 print("deploy ok")
