@@ -19,6 +19,13 @@ torch::jit::Module load_module(const Manifest& m, const std::string& role, c10::
   }
 }
 
+std::unique_ptr<tokenizer::ClipTokenizer> load_clip_tokenizer(const Manifest& m) {
+  tokenizer::ClipTokenizer::Options o;
+  o.max_length = static_cast<int>(m.text.clip_max_length);
+  return std::make_unique<tokenizer::ClipTokenizer>(
+      tokenizer::ClipTokenizer::Load(m.path("clip_vocab"), m.path("clip_merges"), o));
+}
+
 at::Tensor ids_tensor(const std::vector<std::vector<int64_t>>& rows, c10::Device device) {
   std::vector<at::Tensor> ts;
   for (const auto& r : rows) ts.push_back(at::tensor(r, at::kLong));

@@ -13,6 +13,7 @@
 #include "grat/engine/attention_policy.h"
 #include "grat/engine/manifest.h"
 #include "grat/engine/request.h"
+#include "grat/tokenizer/clip_tokenizer.h"
 
 namespace grat::engine {
 
@@ -77,6 +78,9 @@ std::unique_ptr<Family> make_hunyuan_family(const Manifest& m);
 // Shared helpers of the families.
 torch::jit::Module load_module(const Manifest& m, const std::string& role, c10::Device device,
                                c10::ScalarType dtype);
+// The bundle's CLIP tokenizer (clip_vocab, clip_merges; text.clip_max_length), which both
+// families use. Throws what the tokenizer library throws.
+std::unique_ptr<tokenizer::ClipTokenizer> load_clip_tokenizer(const Manifest& m);
 at::Tensor ids_tensor(const std::vector<std::vector<int64_t>>& rows, c10::Device device);
 // Guidance-distilled transformers (FLUX.1-dev, HunyuanVideo) carry a guidance embedder.
 bool has_guidance_embedder(const torch::jit::Module& transformer);

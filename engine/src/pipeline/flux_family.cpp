@@ -7,7 +7,6 @@
 #include "grat/engine/codec.h"
 #include "grat/engine/engine.h"
 #include "grat/engine/flow_match.h"
-#include "grat/tokenizer/clip_tokenizer.h"
 #include "grat/tokenizer/t5_tokenizer.h"
 
 namespace grat::engine {
@@ -41,10 +40,7 @@ class FluxFamily : public Family {
       t5o.max_length = static_cast<int>(m_.text.t5_max_length);
       t5_tok_ = std::make_unique<tokenizer::T5Tokenizer>(
           tokenizer::T5Tokenizer::Load(m_.path("t5_tokenizer"), t5o));
-      tokenizer::ClipTokenizer::Options co;
-      co.max_length = static_cast<int>(m_.text.clip_max_length);
-      clip_tok_ = std::make_unique<tokenizer::ClipTokenizer>(
-          tokenizer::ClipTokenizer::Load(m_.path("clip_vocab"), m_.path("clip_merges"), co));
+      clip_tok_ = load_clip_tokenizer(m_);
     } catch (const std::exception& e) {
       throw EngineLoadError(std::string("engine: tokenizer files do not load: ") + e.what());
     }

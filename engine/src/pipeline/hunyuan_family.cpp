@@ -10,7 +10,6 @@
 #include "grat/engine/codec.h"
 #include "grat/engine/engine.h"
 #include "grat/engine/flow_match.h"
-#include "grat/tokenizer/clip_tokenizer.h"
 #include "grat/tokenizer/llama_tokenizer.h"
 
 namespace grat::engine {
@@ -36,10 +35,7 @@ class HunyuanFamily : public Family {
       lo.max_length = static_cast<int>(m_.text.llm_max_length + m_.text.llm_crop_start);
       llm_tok_ = std::make_unique<tokenizer::LlamaTokenizer>(
           tokenizer::LlamaTokenizer::Load(m_.path("llm_tokenizer"), lo));
-      tokenizer::ClipTokenizer::Options co;
-      co.max_length = static_cast<int>(m_.text.clip_max_length);
-      clip_tok_ = std::make_unique<tokenizer::ClipTokenizer>(
-          tokenizer::ClipTokenizer::Load(m_.path("clip_vocab"), m_.path("clip_merges"), co));
+      clip_tok_ = load_clip_tokenizer(m_);
     } catch (const std::exception& e) {
       throw EngineLoadError(std::string("engine: tokenizer files do not load: ") + e.what());
     }
