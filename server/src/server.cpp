@@ -736,12 +736,35 @@ class GenerationService final : public v1::Generation::CallbackService {
 
 struct Server::Impl {
   Context c;
-  // Samples device memory into grat_gpu_memory_bytes every 2 s while running.
-  std::thread memory_sampler;
-  std::mutex sampler_mu;
-  std::condition_variable sampler_cv;
-  bool sampler_stop = false;
+  // Background work on fixed periods (memory gauge, watchdog, stream sweeper): one thread
+  // each, all stopped together by stop_periodic().
+  std::vector<std::thread> periodic;
+  std::mutex periodic_mu;
+  std::condition_variable periodic_cv;
+  bool periodic_stop = false;
+  void every(std::chrono::milliseconds period, std::function<void()> tick) {
+    periodic.emplace_back([this, period, tick = std::move(tick)] {
+      std::unique_lock<std::mutex> lk(periodic_mu);
+      while (!periodic_stop) {
+        lk.unlock();
+        tick();
+        lk.lock();
+        periodic_cv.wait_for(lk, period, [this] { return periodic_stop; });
+      }
+    });
+  }
+  void stop_periodic() {
+    {
+      std::lock_guard<std::mutex> lk(periodic_mu);
+      periodic_stop = true;
+    }
+    periodic_cv.notify_all();
+    for (std::thread& t : periodic) {
+      if (t.joinable()) t.join();
+    }
+  }
 
+  // Every 2 s: device memory into grat_gpu_memory_bytes (CPU only: the gauge stays 0).
   void sample_memory() {
     std::vector<std::string> devices;
     for (const auto& e : c.config.models) {
@@ -749,28 +772,15 @@ struct Server::Impl {
         if (d.rfind("cuda", 0) == 0) devices.push_back(d);
       }
     }
-    if (devices.empty()) return;  // CPU only: the gauge stays 0
-    memory_sampler = std::thread([this, devices] {
-      std::unique_lock<std::mutex> lk(sampler_mu);
-      while (!sampler_stop) {
-        for (const auto& d : devices) {
-          const double bytes = device_memory_in_use(d);
-          if (bytes >= 0) c.metrics->gpu_memory(d, bytes);
-        }
-        sampler_cv.wait_for(lk, std::chrono::seconds(2), [this] { return sampler_stop; });
+    if (devices.empty()) return;
+    every(std::chrono::seconds(2), [this, devices] {
+      for (const auto& d : devices) {
+        const double bytes = device_memory_in_use(d);
+        if (bytes >= 0) c.metrics->gpu_memory(d, bytes);
       }
     });
   }
-  void stop_sampler() {
-    {
-      std::lock_guard<std::mutex> lk(sampler_mu);
-      sampler_stop = true;
-    }
-    sampler_cv.notify_all();
-    if (memory_sampler.joinable()) memory_sampler.join();
-    if (stream_sweeper.joinable()) stream_sweeper.join();
-    if (watchdog.joinable()) watchdog.join();
-  }
+
   // Readiness ("", grat.v1.Generation, each model): false at drain; the watchdog sets models
   // it finds stalled or failed. Liveness (kLivenessService) is the watchdog's alone.
   std::mutex health_mu;
@@ -790,66 +800,53 @@ struct Server::Impl {
   // typical step) is stalled, one whose device failed is dead; their models turn NOT_SERVING.
   // Stalled: liveness NOT_SERVING too (a hung kernel does not come back; Kubernetes restarts
   // the pod). Dead: `fatal` is called once (the process exits non-zero).
-  std::thread watchdog;
   std::function<void()> fatal;
   void watch_workers() {
-    watchdog = std::thread([this] {
-      std::unique_lock<std::mutex> lk(sampler_mu);
-      bool fatal_sent = false;
-      while (!sampler_stop) {
-        std::set<std::string> bad;
-        bool stalled_any = false, failed_any = false;
-        for (const scheduler::WorkerStatus& w : c.scheduler->workers()) {
-          const double limit =
-              std::max(c.config.watchdog_min_stall_s, c.config.watchdog_stall_factor * w.step_s);
-          const bool stalled = w.busy && w.since_progress_s > limit;
-          if (stalled || w.failed) bad.insert(w.model);
-          stalled_any |= stalled;
-          failed_any |= w.failed;
-          if (stalled && !unhealthy.count(w.model)) {
-            log(level_enum::critical, "worker stalled",
-                {{"model", w.model},
-                 {"device", w.device},
-                 num("since_progress_s", w.since_progress_s),
-                 num("limit_s", limit)});
-          }
+    every(std::chrono::seconds(1), [this, fatal_sent = false]() mutable {
+      std::set<std::string> bad;
+      bool stalled_any = false, failed_any = false;
+      for (const scheduler::WorkerStatus& w : c.scheduler->workers()) {
+        const double limit =
+            std::max(c.config.watchdog_min_stall_s, c.config.watchdog_stall_factor * w.step_s);
+        const bool stalled = w.busy && w.since_progress_s > limit;
+        if (stalled || w.failed) bad.insert(w.model);
+        stalled_any |= stalled;
+        failed_any |= w.failed;
+        if (stalled && !unhealthy.count(w.model)) {
+          log(level_enum::critical, "worker stalled",
+              {{"model", w.model},
+               {"device", w.device},
+               num("since_progress_s", w.since_progress_s),
+               num("limit_s", limit)});
         }
-        if (bad != unhealthy) {
-          {
-            std::lock_guard<std::mutex> g(health_mu);
-            unhealthy = bad;
-          }
-          set_ready(true);
+      }
+      if (bad != unhealthy) {
+        {
+          std::lock_guard<std::mutex> g(health_mu);
+          unhealthy = bad;
         }
-        if (grpc_server) {
-          grpc_server->GetHealthCheckService()->SetServingStatus(kLivenessService, !stalled_any);
-        }
-        if (failed_any && !fatal_sent && fatal) {
-          fatal_sent = true;
-          log(level_enum::critical, "device failed; the process exits to be restarted", {});
-          fatal();
-        }
-        sampler_cv.wait_for(lk, std::chrono::seconds(1), [this] { return sampler_stop; });
+        set_ready(true);
+      }
+      if (grpc_server) {
+        grpc_server->GetHealthCheckService()->SetServingStatus(kLivenessService, !stalled_any);
+      }
+      if (failed_any && !fatal_sent && fatal) {
+        fatal_sent = true;
+        log(level_enum::critical, "device failed; the process exits to be restarted", {});
+        fatal();
       }
     });
   }
 
   // Every 0.5 s: streams whose client has not read for write_timeout_s are cancelled.
-  std::thread stream_sweeper;
   void sweep_streams() {
     if (c.config.write_timeout_s <= 0) return;
     const auto timeout =
         std::chrono::milliseconds(static_cast<int64_t>(c.config.write_timeout_s * 1000.0));
-    stream_sweeper = std::thread([this, timeout] {
-      std::unique_lock<std::mutex> lk(sampler_mu);
-      while (!sampler_stop) {
-        {
-          std::lock_guard<std::mutex> g(c.streams_mu);
-          const Clock::time_point now = Clock::now();
-          for (GenerateReactor* r : c.streams) r->cancel_if_stalled(now, timeout);
-        }
-        sampler_cv.wait_for(lk, std::chrono::milliseconds(500), [this] { return sampler_stop; });
-      }
+    every(std::chrono::milliseconds(500), [this, timeout] {
+      std::lock_guard<std::mutex> g(c.streams_mu);
+      const Clock::time_point now = Clock::now();
+      for (GenerateReactor* r : c.streams) r->cancel_if_stalled(now, timeout);
     });
   }
   std::unique_ptr<GenerationService> service;
@@ -917,7 +914,7 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
 }
 
 Server::~Server() {
-  impl_->stop_sampler();
+  impl_->stop_periodic();
   if (impl_->grpc_server) impl_->grpc_server->Shutdown(std::chrono::system_clock::now());
 }
 
