@@ -23,6 +23,11 @@ std::string join(const std::string& dir, const std::string& name) {
   return dir.back() == '/' ? dir + name : dir + "/" + name;
 }
 
+// A path from the config file: relative ones are relative to the file's folder.
+std::string relative_to(const std::string& base_dir, const std::string& path) {
+  return path.empty() || path.front() == '/' ? path : join(base_dir, path);
+}
+
 std::string parent(const std::string& path) {
   const auto slash = path.rfind('/');
   if (slash == std::string::npos) return "";
@@ -165,7 +170,7 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
   if (!m.has("bundle")) fail(m.key("bundle"), "missing");
   e.bundle = m.text("bundle");
   if (e.bundle.empty()) fail(m.key("bundle"), "must not be empty");
-  if (e.bundle.front() != '/' && !base_dir.empty()) e.bundle = join(base_dir, e.bundle);
+  e.bundle = relative_to(base_dir, e.bundle);
   if (m.has("devices")) {
     const YAML::Node d = m.at("devices");
     if (!d.IsSequence() || d.size() == 0) fail(m.key("devices"), "expected a non-empty list");
@@ -192,21 +197,16 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
   if (m.has("max_batch_delay_ms")) e.max_batch_delay_ms = m.integer("max_batch_delay_ms", 0, 60000);
   if (m.has("max_prompt_bytes")) e.max_prompt_bytes = m.integer("max_prompt_bytes", 1, 1 << 20);
   if (m.has("memory_limit_gib")) e.memory_limit_gib = m.number("memory_limit_gib", 0, 1 << 20);
-  if (m.has("inject_oom_at_step")) {
-    e.inject_oom_at_step = m.integer("inject_oom_at_step", -1, 1000000);
-    if (e.inject_oom_at_step >= 0 && !allow_test_settings) {
-      fail(m.key("inject_oom_at_step"),
-           "is a test-only setting; this server was built without GRAT_TEST_HOOKS");
-    }
-  }
-  for (const char* k : {"inject_hang_at_step", "inject_device_error_at_step"}) {
+  // Test hooks: -1 (off) anywhere, a step only in builds with GRAT_TEST_HOOKS.
+  for (const auto& [k, step] :
+       {std::pair<const char*, int64_t*>{"inject_oom_at_step", &e.inject_oom_at_step},
+        {"inject_hang_at_step", &e.inject_hang_at_step},
+        {"inject_device_error_at_step", &e.inject_device_error_at_step}}) {
     if (!m.has(k)) continue;
-    const int64_t v = m.integer(k, -1, 1000000);
-    if (v >= 0 && !allow_test_settings) {
+    *step = m.integer(k, -1, 1000000);
+    if (*step >= 0 && !allow_test_settings) {
       fail(m.key(k), "is a test-only setting; this server was built without GRAT_TEST_HOOKS");
     }
-    (std::string(k) == "inject_hang_at_step" ? e.inject_hang_at_step
-                                             : e.inject_device_error_at_step) = v;
   }
   if (m.has("inject_hang_s")) e.inject_hang_s = m.number("inject_hang_s", 0, 86400);
   return e;
@@ -304,24 +304,17 @@ ServerConfig parse_config(const std::string& yaml_text, const std::string& base_
   if (m.has("tls")) {
     const Map t(m.at("tls"), "tls", {"plaintext", "cert", "key", "client_ca"});
     if (t.has("plaintext")) t.boolean("plaintext", c.tls.plaintext);
-    const auto path = [&](const char* k) {
-      std::string v = t.text(k);
-      return v.empty() || v.front() == '/' || base_dir.empty() ? v : join(base_dir, v);
-    };
-    if (t.has("cert")) c.tls.cert = path("cert");
-    if (t.has("key")) c.tls.key = path("key");
-    if (t.has("client_ca")) c.tls.client_ca = path("client_ca");
+    if (t.has("cert")) c.tls.cert = relative_to(base_dir, t.text("cert"));
+    if (t.has("key")) c.tls.key = relative_to(base_dir, t.text("key"));
+    if (t.has("client_ca")) c.tls.client_ca = relative_to(base_dir, t.text("client_ca"));
     if (c.tls.cert.empty() != c.tls.key.empty()) fail("tls", "cert and key go together");
     if (!c.tls.client_ca.empty() && !c.tls.enabled()) fail("tls.client_ca", "needs cert and key");
     if (c.tls.plaintext && c.tls.enabled()) fail("tls.plaintext", "cannot go with cert and key");
   }
   if (m.has("auth")) {
     const Map a(m.at("auth"), "auth", {"api_keys_file"});
-    if (a.has("api_keys_file")) {
-      const std::string v = a.text("api_keys_file");
-      c.auth.api_keys_file =
-          v.empty() || v.front() == '/' || base_dir.empty() ? v : join(base_dir, v);
-    }
+    if (a.has("api_keys_file"))
+      c.auth.api_keys_file = relative_to(base_dir, a.text("api_keys_file"));
   }
   if (m.has("reflection")) m.boolean("reflection", c.reflection);
   if (!m.has("models")) fail("models", "missing");
