@@ -33,13 +33,19 @@ find_package(yaml-cpp REQUIRED)
 if(GRAT_HAVE_CUDA)
   find_package(CUDAToolkit REQUIRED)
 endif()
-set(_srv ${CMAKE_SOURCE_DIR}/server/src)
+# A target's sources as absolute paths (taken from the target, so the lists stay in sync).
+function(grat_sources_of target out)
+  get_target_property(_files ${target} SOURCES)
+  get_target_property(_dir ${target} SOURCE_DIR)
+  list(TRANSFORM _files PREPEND "${_dir}/")
+  set(${out} ${_files} PARENT_SCOPE)
+endfunction()
+grat_sources_of(grat_server _server_srcs)
+grat_sources_of(grat_scheduler _scheduler_srcs)
 # The server's and the scheduler's sources built with `flags` (engine, LibTorch, gRPC as is).
 function(grat_sanitized_server name)
-  add_executable(${name} ${_srv}/main.cpp ${_srv}/config.cpp ${_srv}/validation.cpp
-    ${_srv}/metrics.cpp ${_srv}/log.cpp ${_srv}/device_memory.cpp ${_srv}/rich_status.cpp
-    ${_srv}/auth.cpp ${_srv}/thread_stack.cpp ${_srv}/server.cpp ${_sched_src}
-    ${CMAKE_SOURCE_DIR}/scheduler/src/engine_executor.cpp)
+  add_executable(${name} ${CMAKE_SOURCE_DIR}/server/src/main.cpp ${_server_srcs}
+    ${_scheduler_srcs})
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/server/include
     ${CMAKE_SOURCE_DIR}/scheduler/include ${CMAKE_SOURCE_DIR}/engine/include)
   target_compile_definitions(${name} PRIVATE GRAT_TEST_HOOKS=1)
