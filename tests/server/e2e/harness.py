@@ -196,6 +196,15 @@ def decode_image(data, fmt="PNG"):
     return im
 
 
+def rpc_error(fn):
+    """The grpc.RpcError that fn() raises, or None if it returns."""
+    try:
+        fn()
+    except grpc.RpcError as err:
+        return err
+    return None
+
+
 def error_details(err):
     """The google.rpc details of a failed call, decoded as any standard client would
     (grpcio-status): {"code", "reason", "domain", "retry_s" (None without RetryInfo)}."""

@@ -74,11 +74,8 @@ def creds(pki, token=None, client=None):
 
 
 def code_of(fn):
-    try:
-        fn()
-    except grpc.RpcError as err:
-        return err.code(), err.details()
-    return grpc.StatusCode.OK, ""
+    err = harness.rpc_error(fn)
+    return (err.code(), err.details()) if err else (grpc.StatusCode.OK, "")
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +143,8 @@ def test_tenant_ceilings(tls_server, pki):
             stub, harness.request(priority=6), timeout=30))
         assert code == grpc.StatusCode.PERMISSION_DENIED
         assert "priority 6 is above tenant alpha's max_priority 5" in details
-        err = None
-        try:
-            harness.client.generate(stub, harness.request(steps=3), timeout=30)
-        except grpc.RpcError as e:
-            err = e
+        err = harness.rpc_error(
+            lambda: harness.client.generate(stub, harness.request(steps=3), timeout=30))
         assert err is not None and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert ("request cost width x height x frames x steps = 64 x 64 x 1 x 3 = 12288 is over "
                 "tenant alpha's max_cost 8192") in err.details()
@@ -198,11 +192,8 @@ def test_concurrent_job_quota_and_cross_tenant_cancel(tls_server, pki):
         t2 = threading.Thread(target=lambda: results.append(run_first()))
         t2.start()
         assert first_started.wait(30)
-        err = None
-        try:
-            harness.client.generate(alpha, harness.request(steps=2), timeout=30)
-        except grpc.RpcError as e:
-            err = e
+        err = harness.rpc_error(
+            lambda: harness.client.generate(alpha, harness.request(steps=2), timeout=30))
         assert err is not None and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "tenant alpha has 1 jobs queued or running (max_concurrent_jobs 1)" in \
             err.details()

@@ -52,11 +52,8 @@ def test_a_hung_worker_turns_health_not_serving_until_it_moves():
 def test_a_sticky_device_error_fails_the_job_and_exits_non_zero():
     s = harness.Server(model_yaml="    inject_device_error_at_step: 1\n")
     try:
-        err = None
-        try:
-            harness.client.generate(s.stub, harness.request(steps=3), timeout=60)
-        except grpc.RpcError as e:
-            err = e
+        err = harness.rpc_error(
+            lambda: harness.client.generate(s.stub, harness.request(steps=3), timeout=60))
         assert err is not None and err.code() == grpc.StatusCode.UNAVAILABLE, err
         d = harness.error_details(err)
         assert d["reason"] == "DEVICE_FAILED" and d["retry_s"] == 1.0, d
