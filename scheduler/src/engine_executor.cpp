@@ -20,6 +20,9 @@ class EngineExecutor : public Executor {
   std::vector<engine::Result> run(const std::vector<engine::Job>& jobs) override {
     return engine_->generate(jobs);
   }
+  engine::DecodedBatch run_decoded(const std::vector<engine::Job>& jobs) override {
+    return engine_->generate_decoded(jobs);
+  }
 
  private:
   std::unique_ptr<engine::Engine> engine_;

@@ -3,7 +3,11 @@
 // One mutex (Core::mu_) guards the queues, every job's state and the event queue. Threads:
 //  - one worker per executor: takes the highest-priority job whose key no other worker is
 //    batching, gathers queued jobs with the same batch key (waiting up to max_batch_delay from
-//    the head's submission, less once the batch is full), runs the batch;
+//    the head's submission, less once the batch is full), runs the batch up to its decoded
+//    outputs, and hands it to its finisher;
+//  - one finisher per worker: encodes a decoded batch's outputs (CPU) and finishes its jobs
+//    while the worker runs the next batch on the device; a worker with a batch to hand over
+//    waits while its finisher is still busy, so at most one batch per worker is encoding;
 //  - a reaper: finishes queued jobs whose deadline has passed, at that instant;
 //  - a dispatcher: calls JobListeners in the order events were posted, never holding the mutex.
 //    Events are posted under the mutex at the state change they report, so each job sees
@@ -108,6 +112,14 @@ struct QueueOrder {
   }
 };
 
+// A worker's one-slot hand-over to its finisher thread.
+struct Finisher {
+  bool full = false;  // holds a batch
+  std::vector<JobPtr> batch;
+  engine::DecodedBatch decoded;
+  std::condition_variable cv;  // slot filled, slot emptied, stop
+};
+
 struct Model {
   ModelConfig config;
   std::vector<std::unique_ptr<Executor>> executors;
@@ -118,6 +130,7 @@ struct Model {
   int64_t reported_depth = -1;
   std::vector<WorkerStatus> workers;  // one per executor; times below as of `progress`
   std::vector<Clock::time_point> progress;
+  std::vector<std::unique_ptr<Finisher>> finishers;  // one per executor
 };
 
 struct Event {
@@ -167,7 +180,10 @@ class Core {
       cancel_all_locked("cancelled: the scheduler is shutting down");
       idle_cv_.wait(lk, [&] { return live_ == 0; });
       stopping_ = true;
-      for (auto& [name, m] : models_) m->cv.notify_all();
+      for (auto& [name, m] : models_) {
+        m->cv.notify_all();
+        for (auto& f : m->finishers) f->cv.notify_all();
+      }
       reaper_cv_.notify_all();
     }
     for (auto& t : workers_) t.join();
@@ -386,7 +402,10 @@ class Core {
     for (size_t i = 0; i < m.executors.size(); ++i) {
       Executor* e = m.executors[i].get();
       m.workers[i].model = m.config.name;
+      m.finishers.push_back(std::make_unique<Finisher>());
+      Finisher* f = m.finishers.back().get();
       workers_.emplace_back([this, &m, e, i] { worker_loop(m, *e, i); });
+      workers_.emplace_back([this, f] { finisher_loop(*f); });
     }
   }
 
@@ -563,34 +582,74 @@ class Core {
       metrics_->batch_started(model, device, n);
 
       lk.unlock();
-      std::vector<engine::Result> results = run_safely(ex, jobs);
+      engine::DecodedBatch decoded = run_safely(ex, jobs);
+      std::vector<engine::Result>& results = decoded.results;
       // A batch that ran out of device memory is retried one job at a time before anything
       // fails: one job needs a fraction of the batch's activations. (Its clients see the
-      // progress count start again.)
+      // progress count start again.) A batch that ran out of memory has nothing to encode.
       if (jobs.size() > 1) {
         for (size_t i = 0; i < jobs.size(); ++i) {
           if (results[i].error.code != ErrorCode::kOutOfMemory) continue;
-          results[i] = run_safely(ex, {jobs[i]}).front();
+          results[i] = encode_safely(run_safely(ex, {jobs[i]})).front();
         }
       }
       jobs.clear();
       lk.lock();
       self.busy = false;
-      for (size_t i = 0; i < batch.size(); ++i) {
-        if (results[i].error.code == ErrorCode::kDeviceFailed) self.failed = true;
-        finish(*batch[i], std::move(results[i]));
+      for (const engine::Result& r : results) {
+        if (r.error.code == ErrorCode::kDeviceFailed) self.failed = true;
       }
+      Finisher& f = *m.finishers[index];
+      f.cv.wait(lk, [&] { return !f.full; });
+      f.batch = std::move(batch);
+      f.decoded = std::move(decoded);
+      f.full = true;
+      f.cv.notify_all();
       if (self.failed) return;  // nothing more can run on this device: leave its jobs to others
     }
   }
 
-  // Executor::run must not throw; if it does anyway, or returns the wrong number of results,
-  // the jobs get kInternal and the worker carries on.
-  static std::vector<engine::Result> run_safely(Executor& ex,
-                                                const std::vector<engine::Job>& jobs) {
-    std::vector<engine::Result> results;
+  // Encodes each batch the worker hands over, then finishes its jobs. The device is not used.
+  void finisher_loop(Finisher& f) {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      f.cv.wait(lk, [&] { return stopping_ || f.full; });
+      if (!f.full) return;  // stopping: every job has finished, so nothing is left here
+      std::vector<JobPtr> batch = std::move(f.batch);
+      engine::DecodedBatch decoded = std::move(f.decoded);
+      lk.unlock();
+      std::vector<engine::Result> results = encode_safely(std::move(decoded));
+      lk.lock();
+      f.full = false;
+      f.cv.notify_all();
+      for (size_t i = 0; i < batch.size(); ++i) finish(*batch[i], std::move(results[i]));
+    }
+  }
+
+  // DecodedBatch::encode must not throw; if it does anyway, its outputs cannot be trusted:
+  // the batch's ok jobs get kInternal.
+  static std::vector<engine::Result> encode_safely(engine::DecodedBatch decoded) {
+    std::string why;
     try {
-      results = ex.run(jobs);
+      return std::move(decoded).finish();
+    } catch (const std::exception& e) {
+      why = std::string("encoding threw: ") + e.what();
+    } catch (...) {
+      why = "encoding threw a non-std exception";
+    }
+    for (engine::Result& r : decoded.results) {
+      if (r.error.ok()) r = error_result(ErrorCode::kInternal, why);
+    }
+    return std::move(decoded.results);
+  }
+
+  // Executor::run_decoded must not throw; if it does anyway, or returns the wrong number of
+  // results, the jobs get kInternal and the worker carries on.
+  static engine::DecodedBatch run_safely(Executor& ex, const std::vector<engine::Job>& jobs) {
+    engine::DecodedBatch decoded;
+    std::vector<engine::Result>& results = decoded.results;
+    try {
+      decoded = ex.run_decoded(jobs);
     } catch (const std::exception& e) {
       results.assign(jobs.size(), error_result(ErrorCode::kInternal,
                                                std::string("executor threw: ") + e.what()));
@@ -601,11 +660,10 @@ class Core {
     if (results.size() != jobs.size()) {
       const std::string why = "executor returned " + std::to_string(results.size()) +
                               " results for " + std::to_string(jobs.size()) + " jobs";
-      results.resize(std::min(results.size(), jobs.size()));
-      while (results.size() < jobs.size())
-        results.push_back(error_result(ErrorCode::kInternal, why));
+      results.assign(jobs.size(), error_result(ErrorCode::kInternal, why));
+      decoded.encode = nullptr;
     }
-    return results;
+    return decoded;
   }
 
   void reaper_loop() {

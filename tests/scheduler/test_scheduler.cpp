@@ -55,10 +55,17 @@ struct Call {
   Clock::time_point start;
 };
 
+struct Encode {
+  std::vector<std::string> prompts;
+  Clock::time_point start, end;
+};
+
 // Shared by the fakes of one test: the calls made, in order.
 struct Log {
   std::mutex mu;
   std::vector<Call> calls;
+  std::vector<Encode> encodes;  // deferred encodes (run_decoded), in order of their start
+  std::atomic<int> encoding{0}, max_encoding{0};
   std::atomic<int> concurrent{0}, max_concurrent{0};
   std::vector<Call> snapshot() {
     std::lock_guard<std::mutex> lk(mu);
@@ -69,15 +76,17 @@ struct Log {
 // Behaviour from the request: `steps` fake steps of `step_time` each (checking cancel and
 // deadline before every step, as the engine does); prompt "throw" throws, "oom" fails with
 // kOutOfMemory, "oom-batch" only in a batch of more than one, "short" returns no results;
-// batch key = width x height.
+// batch key = width x height. With `encode_time` >= 0, run_decoded defers the output's
+// "encoding" (encode_time long, bytes "encoded:" + run's bytes; prompt "encode-throw" throws).
 class FakeExecutor : public Executor {
  public:
   FakeExecutor(std::string device, std::shared_ptr<Log> log, milliseconds step_time,
-               std::shared_ptr<Gate> gate = nullptr)
+               std::shared_ptr<Gate> gate = nullptr, milliseconds encode_time = -1ms)
       : device_(std::move(device)),
         log_(std::move(log)),
         step_time_(step_time),
-        gate_(std::move(gate)) {
+        gate_(std::move(gate)),
+        encode_time_(encode_time) {
     manifest_.name = "fake";
   }
   const engine::Manifest& manifest() const override { return manifest_; }
@@ -153,12 +162,38 @@ class FakeExecutor : public Executor {
     }
     return results;
   }
+  engine::DecodedBatch run_decoded(const std::vector<engine::Job>& jobs) override {
+    if (encode_time_ < 0ms) return Executor::run_decoded(jobs);
+    engine::DecodedBatch d{run(jobs), nullptr};
+    std::vector<std::string> prompts;
+    for (const auto& j : jobs) prompts.push_back(j.request.prompt);
+    d.encode = [log = log_, t = encode_time_, prompts](std::vector<engine::Result>& rs) {
+      const int now_encoding = ++log->encoding;
+      int seen = log->max_encoding.load();
+      while (now_encoding > seen && !log->max_encoding.compare_exchange_weak(seen, now_encoding)) {
+      }
+      Encode e{prompts, Clock::now(), {}};
+      std::this_thread::sleep_for(t);
+      e.end = Clock::now();
+      --log->encoding;
+      {
+        std::lock_guard<std::mutex> lk(log->mu);
+        log->encodes.push_back(e);
+      }
+      for (size_t i = 0; i < rs.size(); ++i) {
+        if (prompts[i] == "encode-throw") throw std::runtime_error("fake encoder failure");
+        if (rs[i].error.ok()) rs[i].bytes = "encoded:" + rs[i].bytes;
+      }
+    };
+    return d;
+  }
 
  private:
   std::string device_;
   std::shared_ptr<Log> log_;
   milliseconds step_time_;
   std::shared_ptr<Gate> gate_;
+  milliseconds encode_time_;
   engine::Manifest manifest_;
 };
 
@@ -286,13 +321,14 @@ struct Fixture {
 
   // One model "m" with `devices` fakes sharing the gate.
   explicit Fixture(ModelConfig cfg = {}, int devices = 1, milliseconds step = 10ms,
-                   bool gated = true, std::shared_ptr<SchedulerMetrics> metrics = nullptr) {
+                   bool gated = true, std::shared_ptr<SchedulerMetrics> metrics = nullptr,
+                   milliseconds encode = -1ms) {
     sched = std::make_unique<Scheduler>(std::move(metrics));
     cfg.name = "m";
     std::vector<std::unique_ptr<Executor>> ex;
     for (int d = 0; d < devices; ++d) {
       ex.push_back(std::make_unique<FakeExecutor>("fake:" + std::to_string(d), log, step,
-                                                  gated ? gate : nullptr));
+                                                  gated ? gate : nullptr, encode));
     }
     sched->add_model(cfg, std::move(ex));
     sched->start();
@@ -665,6 +701,57 @@ TEST(Scheduler, BatchOutOfMemoryIsRetriedOneJobAtATime) {
   EXPECT_EQ(calls[1].prompts, (std::vector<std::string>{"oom-batch"}));
   EXPECT_EQ(calls[2].prompts, (std::vector<std::string>{"oom-batch"}));
   for (auto* r : {&a, &b, &c}) EXPECT_TRUE((*r)->order_ok());
+}
+
+TEST(Scheduler, EncodingOverlapsTheNextBatchAndAtMostOneBatchEncodes) {
+  Fixture f(config(), 1, 20ms, false, nullptr, 300ms);  // runs of 40 ms, encodes of 300 ms
+  auto a = f.submit(req("a")).second;
+  auto b = f.submit(req("b")).second;
+  auto c = f.submit(req("c")).second;
+  for (auto* r : {&a, &b, &c}) ASSERT_TRUE((*r)->wait_finished());
+  for (auto* r : {&a, &b, &c}) {
+    EXPECT_EQ((*r)->code(), ErrorCode::kOk);
+    EXPECT_TRUE((*r)->order_ok());
+  }
+  EXPECT_EQ(a->result().bytes, "encoded:image:a");
+  const auto calls = f.log->snapshot();
+  std::vector<Encode> encodes;
+  {
+    std::lock_guard<std::mutex> lk(f.log->mu);
+    encodes = f.log->encodes;
+  }
+  ASSERT_EQ(calls.size(), 3u);
+  ASSERT_EQ(encodes.size(), 3u);
+  // b ran on the device while a was encoding, and a finished only once encoded.
+  EXPECT_LT(calls[1].start, encodes[0].end);
+  EXPECT_GE(a->finished_at(), encodes[0].end);
+  EXPECT_LT(b->started_at(), a->finished_at());
+  // The worker handed b over only once a's encode was done: c ran after it.
+  EXPECT_GE(calls[2].start, encodes[0].end);
+  EXPECT_EQ(f.log->max_encoding.load(), 1);
+}
+
+TEST(Scheduler, AFailedEncodeFailsOnlyItsBatch) {
+  Fixture f(config(), 1, 1ms, false, nullptr, 1ms);
+  auto bad = f.submit(req("encode-throw")).second;
+  auto good = f.submit(req("good")).second;
+  ASSERT_TRUE(bad->wait_finished());
+  ASSERT_TRUE(good->wait_finished());
+  EXPECT_EQ(bad->code(), ErrorCode::kInternal);
+  EXPECT_NE(bad->result().error.message.find("fake encoder failure"), std::string::npos);
+  EXPECT_EQ(good->code(), ErrorCode::kOk);
+  EXPECT_EQ(good->result().bytes, "encoded:image:good");
+}
+
+TEST(Scheduler, DrainWaitsForABatchStillEncoding) {
+  Fixture f(config(), 1, 1ms, false, nullptr, 400ms);
+  auto job = f.submit(req("job")).second;
+  while (f.log->encoding.load() == 0) std::this_thread::sleep_for(1ms);
+  EXPECT_FALSE(f.sched->workers()[0].busy);  // the device is free while it encodes
+  f.sched->drain(20s);
+  EXPECT_EQ(job->finished_count(), 1);
+  EXPECT_EQ(job->code(), ErrorCode::kOk);
+  EXPECT_EQ(job->result().bytes, "encoded:image:job");
 }
 
 TEST(Scheduler, DrainRefusesNewAndLetsQueuedAndRunningFinish) {

@@ -222,6 +222,10 @@ Plan Engine::prepare(const Request& in) const {
 Error Engine::validate(const Request& r) const { return prepare(r).error; }
 
 std::vector<Result> Engine::generate(const std::vector<Job>& jobs) {
+  return generate_decoded(jobs).finish();
+}
+
+DecodedBatch Engine::generate_decoded(const std::vector<Job>& jobs) {
   std::vector<Result> results(jobs.size());
   std::vector<Job> resolved(jobs.size());
   std::vector<size_t> active;
@@ -239,7 +243,7 @@ std::vector<Result> Engine::generate(const std::vector<Job>& jobs) {
     resolved[j] = Job{std::move(plan.request), jobs[j].observer};
     active.push_back(j);
   }
-  return impl_->run(resolved, std::move(active), results);
+  return impl_->run(resolved, std::move(active), std::move(results));
 }
 
 }  // namespace grat::engine

@@ -29,9 +29,10 @@ struct Engine::Impl {
   std::optional<c10::cuda::CUDAStream> stream;  // this engine's own stream on its device
 #endif
 
-  // Runs the jobs at positions `active` (validated, same batch key); fills `results`.
-  std::vector<Result> run(const std::vector<Job>& jobs, std::vector<size_t> active,
-                          std::vector<Result>& results);
+  // Runs the jobs at positions `active` (validated, same batch key) up to their decoded
+  // outputs; `results` holds the others' errors already.
+  DecodedBatch run(const std::vector<Job>& jobs, std::vector<size_t> active,
+                   std::vector<Result> results);
 };
 
 }  // namespace grat::engine

@@ -4,7 +4,9 @@
 #include <chrono>
 #include <future>
 #include <string>
+#include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "engine_impl.h"
@@ -52,11 +54,46 @@ void release_memory(const c10::Device& device) {
 #endif
 }
 
+// The outputs of a batch encode in parallel, one thread each (libpng / libwebp / libavcodec
+// state is per call). A failed encode fails only its own job.
+void encode_outputs(const Family& fam, const at::Tensor& frames,
+                    const std::vector<std::pair<size_t, Request>>& items,
+                    std::vector<Result>& results) {
+  std::vector<std::future<EncodedOutput>> encoded;
+  for (size_t k = 0; k < items.size(); ++k) {
+    const at::Tensor item = frames[static_cast<int64_t>(k)];
+    const Request* r = &items[k].second;
+    auto encode = [&fam, item, r] { return fam.encode_output(item, *r); };
+    try {
+      encoded.push_back(
+          std::async(items.size() > 1 ? std::launch::async : std::launch::deferred, encode));
+    } catch (const std::system_error&) {  // no thread to spare: encode it on this one
+      encoded.push_back(std::async(std::launch::deferred, encode));
+    }
+  }
+  for (size_t k = 0; k < items.size(); ++k) {
+    Result& res = results[items[k].first];
+    try {
+      EncodedOutput e = encoded[k].get();
+      res.bytes = std::move(e.bytes);
+      res.mime = e.mime;
+      res.timings.encode_s = e.seconds;
+    } catch (const std::exception& e) {
+      res.error = {ErrorCode::kInternal, std::string("encoding the output: ") + e.what()};
+    }
+  }
+}
+
 }  // namespace
 
-std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<size_t> active,
-                                      std::vector<Result>& results) {
-  if (active.empty()) return results;
+DecodedBatch Engine::Impl::run(const std::vector<Job>& jobs, std::vector<size_t> active,
+                               std::vector<Result> results) {
+  DecodedBatch out;
+  auto done = [&]() -> DecodedBatch {
+    out.results = std::move(results);
+    return std::move(out);
+  };
+  if (active.empty()) return done();
   c10::InferenceMode inference;
 #if GRAT_HAVE_CUDA
   // Work goes to this engine's stream: engines on other devices/threads never serialise.
@@ -88,7 +125,7 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
     }
   }
   active = tokenized;
-  if (active.empty()) return results;
+  if (active.empty()) return done();
 
   StageTimings timings;
   try {
@@ -141,7 +178,7 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
       }
       if (still.empty()) {
         release_memory(device);
-        return results;
+        return done();
       }
       if (still.size() < active.size()) {
         const at::Tensor idx = at::tensor(keep, at::kLong).to(device);
@@ -202,33 +239,26 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
     const at::Tensor frames = fam.decode(x, r0, options.vae_tile_latent);  // [B, F, H, W, 3]
     timings.decode_s = since(t0);
 
-    // Encoding is CPU work that leaves the device idle: the outputs of a batch encode in
-    // parallel, one thread each (libpng / libwebp / libavcodec state is per call).
-    std::vector<std::future<EncodedOutput>> encoded;
-    for (size_t k = 0; k < active.size(); ++k) {
-      const at::Tensor item = frames[static_cast<int64_t>(k)];
-      const Request* r = &jobs[active[k]].request;
-      encoded.push_back(std::async(active.size() > 1 ? std::launch::async : std::launch::deferred,
-                                   [&fam, item, r] { return fam.encode_output(item, *r); }));
-    }
+    std::vector<std::pair<size_t, Request>> items;  // (job index, request) per output
     for (size_t k = 0; k < active.size(); ++k) {
       const size_t j = active[k];
       const Request& r = jobs[j].request;
-      EncodedOutput e = encoded[k].get();
       Result& res = results[j];
-      res.bytes = std::move(e.bytes);
-      res.mime = e.mime;
       res.seed = r.seed;
-      res.width = static_cast<int>(frames.size(3));
-      res.height = static_cast<int>(frames.size(2));
+      res.width = frames.size(3);
+      res.height = frames.size(2);
       res.frames = frames.size(1);
       res.steps = steps;
       res.fps = r.fps;
       res.guidance = r.guidance.value_or(m.defaults.guidance);
       res.attention = policy.describe();
       res.timings = timings;
-      res.timings.encode_s = e.seconds;
+      items.emplace_back(j, r);
     }
+    // Encoding is CPU work only: the caller may run it while the device runs the next batch.
+    out.encode = [fam = &fam, frames, items = std::move(items)](std::vector<Result>& rs) {
+      encode_outputs(*fam, frames, items, rs);
+    };
   } catch (const c10::OutOfMemoryError& e) {
     for (size_t j : active) {
       results[j].error = {ErrorCode::kOutOfMemory,
@@ -246,7 +276,7 @@ std::vector<Result> Engine::Impl::run(const std::vector<Job>& jobs, std::vector<
     for (size_t j : active) results[j].error = {ErrorCode::kInternal, e.what()};
     release_memory(device);
   }
-  return results;
+  return done();
 }
 
 }  // namespace grat::engine

@@ -9,9 +9,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "grat/engine/manifest.h"
@@ -61,6 +63,23 @@ struct Plan {
   int64_t max_batch = 0;
 };
 
+// A batch whose device work is done (DecodedBatch, from Engine::generate_decoded): its outputs
+// are decoded to host memory; encode() (CPU only: PNG / WebP / MP4) fills each ok result's bytes.
+// encode() touches no device and no engine state the next batch uses, so a server runs it on
+// another thread while the engine denoises the next batch. It must run before the engine is
+// destroyed; it never throws (a failed encode becomes that job's kInternal error).
+struct DecodedBatch {
+  std::vector<Result> results;  // one per job, in order; ok ones have no bytes until encode()
+  std::function<void(std::vector<Result>&)> encode;  // null: nothing left to encode
+
+  // Runs encode (if any) on this thread and returns the finished results.
+  std::vector<Result> finish() && {
+    if (encode) encode(results);
+    encode = nullptr;
+    return std::move(results);
+  }
+};
+
 class Engine {
  public:
   // Throws EngineLoadError naming what failed (bundle key, file, device, dtype).
@@ -78,8 +97,11 @@ class Engine {
   Error validate(const Request& request) const;
 
   // Runs jobs whose plans share a batch key as one batch (each job is prepared again here);
-  // one Result per job, in order.
+  // one Result per job, in order. Equal to generate_decoded(jobs).finish().
   std::vector<Result> generate(const std::vector<Job>& jobs);
+  // The same up to the host copy of the decoded outputs; the caller runs encode (see
+  // DecodedBatch), possibly on another thread while the next batch runs.
+  DecodedBatch generate_decoded(const std::vector<Job>& jobs);
 
   // Testing: the next generate() fails with out-of-memory before step `step` (0-based).
   void inject_oom_at_step(int64_t step);

@@ -33,6 +33,11 @@ class Executor {
   virtual engine::Plan prepare(const engine::Request& request) const = 0;
   // Runs one batch (equal batch keys); one Result per job, in order; never throws.
   virtual std::vector<engine::Result> run(const std::vector<engine::Job>& jobs) = 0;
+  // The same, leaving the outputs' CPU encoding to the caller (engine::DecodedBatch): the
+  // worker hands it to its finisher thread and starts the next batch meanwhile.
+  virtual engine::DecodedBatch run_decoded(const std::vector<engine::Job>& jobs) {
+    return {run(jobs), nullptr};
+  }
 };
 
 // Adapts a loaded engine::Engine.
