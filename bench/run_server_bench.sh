@@ -6,6 +6,8 @@
 #   c) latency under load: 200 requests from 16 clients at 512^2, max_batch 4
 #   d) two GPUs (only where `nvidia-smi -L` lists >= 2): cuda:0,cuda:1 against cuda:0 alone,
 #      max_batch 4, 16 clients, 96 requests
+#   e) where a batch's time goes (GPU only): engine_bench at 512^2, 8 steps, batch 1 and 4 (each
+#      run twice, the second warm): text encode, denoise, decode, encode, wall
 # Every step prints its table row; a summary table (with the b and d ratios) ends the run.
 # Logs and JSON in <out_dir>. A failing step is reported and the next one runs.
 #
@@ -61,7 +63,9 @@ source "$root/bench/gpu_prepare.sh"
 grat_prepare "$out" "$build" "$GRAT_GPU_CMAKE_ARGS_SERVER ${extra_cmake[*]}" "${export_args[@]}" ||
   exit 1
 echo "== configured + kernels built at ${SECONDS}s; export in the background"
-ninja -C "$build" -j"$(nproc)" server_overhead server_load >"$out/build_server.log" 2>&1 ||
+targets=(server_overhead server_load)
+[ "${GRAT_BENCH_CPU:-0}" = 1 ] || targets+=(engine_bench)
+ninja -C "$build" -j"$(nproc)" "${targets[@]}" >"$out/build_server.log" 2>&1 ||
   { grep -E "error|FAILED" "$out/build_server.log" | head; }
 echo "== server built at ${SECONDS}s"
 wait "$export_pid" || { echo "export FAILED:"; tail -5 "$out/export.log"; }
@@ -108,6 +112,13 @@ for s in $steps; do
          load d_1dev --devices "$dev0" --max-batch 4 --requests 96 --warmup 8
        else
          echo "== d: skipped ($gpus GPU)"
+       fi ;;
+    e) if [ "${GRAT_BENCH_CPU:-0}" = 1 ]; then
+         echo "== e: skipped (engine_bench needs CUDA)"
+       else
+         b1="$size:auto:1:$nsteps" b4="$size:auto:4:$nsteps"
+         run_step e_stages "$build/bench/engine_bench" "$bundle" "$out/e_stages.json" "$commit" \
+           - - "$b1,$b4,$b1,$b4"
        fi ;;
     *) echo "unknown step $s" ;;
   esac

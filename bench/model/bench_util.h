@@ -10,10 +10,10 @@
 namespace grat::bench {
 
 // "a,b,c" -> {"a", "b", "c"}
-inline std::vector<std::string> split(const std::string& s) {
+inline std::vector<std::string> split(const std::string& s, char sep = ',') {
   std::vector<std::string> out;
   std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
+  for (std::string item; std::getline(ss, item, sep);) out.push_back(item);
   return out;
 }
 
