@@ -162,19 +162,20 @@ def _training_lines():
     return [line.strip() for line in TRAINING_TEXT.splitlines() if line.strip()]
 
 
-def _write_t5(out_dir):
+def _write_t5(out_dir, lines=None, vocab_size=T5_VOCAB_SIZE):
     import sentencepiece as spm
 
+    lines = _training_lines() if lines is None else lines
     with tempfile.TemporaryDirectory() as tmp:
         text_path = os.path.join(tmp, "train.txt")
         with open(text_path, "w", encoding="utf-8") as f:
-            f.write("\n".join(_training_lines()) + "\n")
+            f.write("\n".join(lines) + "\n")
         prefix = os.path.join(tmp, "spiece")
         spm.SentencePieceTrainer.train(
             input=text_path,
             model_prefix=prefix,
             model_type="unigram",
-            vocab_size=T5_VOCAB_SIZE,
+            vocab_size=vocab_size,
             hard_vocab_limit=False,
             character_coverage=1.0,
             normalization_rule_name="nmt_nfkc",
@@ -337,10 +338,11 @@ def _train_bpe(counts, num_merges):
     return merges
 
 
-def _write_clip(out_dir):
+def _write_clip(out_dir, lines=None, num_merges=CLIP_NUM_MERGES):
     byte_chars = list(bytes_to_unicode().values())
     tokens = byte_chars + [c + "</w>" for c in byte_chars]
-    merges = _train_bpe(_clip_words(_training_lines()), CLIP_NUM_MERGES)
+    lines = _training_lines() if lines is None else lines
+    merges = _train_bpe(_clip_words(lines), num_merges)
     tokens += [a + b for a, b in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {}
@@ -371,12 +373,21 @@ def write_tiny_tokenizers(out_dir):
     `CLIPTokenizer.from_pretrained(out_dir + "/clip")`), like the tokenizer_2/ and tokenizer/
     folders of a diffusers Flux checkpoint.
     """
+    return write_tokenizers_from_lines(out_dir, None)
+
+
+def write_tokenizers_from_lines(out_dir, lines, t5_vocab_size=T5_VOCAB_SIZE,
+                                clip_num_merges=CLIP_NUM_MERGES):
+    """write_tiny_tokenizers trained on `lines` (a list of strings; None: this module's text)
+    instead; the same files and layout. The T5 vocabulary is at most t5_vocab_size pieces
+    (fewer when the text has fewer), the CLIP BPE at most clip_num_merges merges (it stops
+    when no pair of symbols occurs twice)."""
     t5_dir = os.path.join(out_dir, "t5")
     clip_dir = os.path.join(out_dir, "clip")
     os.makedirs(t5_dir, exist_ok=True)
     os.makedirs(clip_dir, exist_ok=True)
-    _write_t5(t5_dir)
-    _write_clip(clip_dir)
+    _write_t5(t5_dir, lines, t5_vocab_size)
+    _write_clip(clip_dir, lines, clip_num_merges)
     return {
         "spiece.model": os.path.join(t5_dir, "spiece.model"),
         "vocab.json": os.path.join(clip_dir, "vocab.json"),
