@@ -15,7 +15,7 @@ import yaml
 repo, server_bin = sys.argv[1], sys.argv[2]
 deploy = os.path.join(repo, "deploy")
 
-docs = list(yaml.safe_load_all(open(os.path.join(deploy, "k8s", "grat-server.yaml"))))
+docs = list(yaml.safe_load_all(open(os.path.join(deploy, "k8s", "base", "grat-server.yaml"))))
 kinds = {d["kind"]: d for d in docs if d["kind"] != "Service"}
 services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
 assert set(kinds) == {"ConfigMap", "Deployment", "PersistentVolumeClaim", "NetworkPolicy",
@@ -86,7 +86,7 @@ import re
 # Variant "multi": the HPA scales this Deployment on a metric the adapter rule serves from one
 # the server exports; the PDB selects these pods.
 scaling = {d["kind"]: d for d in yaml.safe_load_all(
-    open(os.path.join(deploy, "k8s", "autoscaling.yaml")))}
+    open(os.path.join(deploy, "k8s", "multi", "autoscaling.yaml")))}
 assert set(scaling) == {"HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap"}
 hpa = scaling["HorizontalPodAutoscaler"]["spec"]
 assert hpa["scaleTargetRef"]["name"] == kinds["Deployment"]["metadata"]["name"]
