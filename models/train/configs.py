@@ -1,0 +1,130 @@
+"""Model and training configurations of the default model (the "flux-shapes" bundle preset).
+
+Model sizes (fp16 safetensors, at most 24 MB in all):
+  transformer  Flux, 3 double + 5 single blocks, 3 heads x 64 (inner 192; head dim 64 so the
+               CUDA GRAT kernels serve it), RoPE axes 16+24+24, no guidance embedding (true
+               classifier-free guidance with the empty prompt instead), T5 dim 128, pooled 128:
+               about 7.2M parameters
+  t5           T5 v1.1-style encoder, 3 layers, d_model 128, 4 heads x 32, d_ff 256
+  clip         CLIP text tower, 3 layers, hidden 128, 4 heads, quick_gelu, pooled at <|endoftext|>
+  vae          16-channel 8x AutoencoderKL decoder (models/vae.py), blocks 32/64/128/128, one
+               resnet per block (+1), GroupNorm 16, no mid-block attention (resolution-agnostic);
+               the encoder (models/train/autoencoder.py) is for training only
+The tokenizers' sizes fix the embedding tables (T5: the unigram model's pieces; CLIP: its
+vocab.json), so the text-encoder configs are completed by `text_configs(...)` once the
+tokenizer files exist.
+
+`TrainConfig` holds every training number (steps, batches per resolution bucket, learning
+rates, dropout, seeds); `full()` is the one-H200 recipe, `smoke()` a CPU run of every phase
+at tiny sizes in well under a minute.
+"""
+import dataclasses
+from typing import Dict, Tuple
+
+from models.encoder_configs import CLIPTextConfig, T5EncoderConfig, VAEDecoderConfig
+from models.flux_configs import FluxConfig
+
+T5_MAX_LENGTH = 48       # the longest grammar caption is 30 T5 tokens with </s>
+CLIP_MAX_LENGTH = 77
+
+FLUX_SHAPES = FluxConfig(num_layers=3, num_single_layers=5, attention_head_dim=64,
+                         num_attention_heads=3, joint_attention_dim=128,
+                         pooled_projection_dim=128, guidance_embeds=False,
+                         axes_dims_rope=(16, 24, 24))
+T5_SHAPES = T5EncoderConfig(vocab_size=0, d_model=128, d_kv=32, d_ff=256, num_layers=3,
+                            num_heads=4, relative_attention_num_buckets=16,
+                            relative_attention_max_distance=48, max_length=T5_MAX_LENGTH)
+CLIP_SHAPES = CLIPTextConfig(vocab_size=0, hidden_size=128, intermediate_size=256,
+                             num_hidden_layers=3, num_attention_heads=4,
+                             max_position_embeddings=CLIP_MAX_LENGTH, projection_dim=128)
+VAE_SHAPES = VAEDecoderConfig(latent_channels=16, block_out_channels=(32, 64, 128, 128),
+                              layers_per_block=1, norm_num_groups=16,
+                              mid_block_add_attention=False, scaling_factor=1.0,
+                              shift_factor=0.0, sample_size=1024)
+
+# Smoke run: the same architecture families at toy sizes (head dim 64 still).
+FLUX_SMOKE = dataclasses.replace(FLUX_SHAPES, num_layers=1, num_single_layers=1,
+                                 num_attention_heads=1, joint_attention_dim=32,
+                                 pooled_projection_dim=32)
+T5_SMOKE = dataclasses.replace(T5_SHAPES, d_model=32, d_kv=8, d_ff=64, num_layers=1)
+CLIP_SMOKE = dataclasses.replace(CLIP_SHAPES, hidden_size=32, intermediate_size=64,
+                                 num_hidden_layers=1, projection_dim=32)
+VAE_SMOKE = dataclasses.replace(VAE_SHAPES, block_out_channels=(8, 8, 16, 16),
+                                norm_num_groups=4)
+
+
+@dataclasses.dataclass(frozen=True)
+class Buckets:
+    """Resolution buckets (width, height) -> (scenes rendered, batch size, sampling weight)."""
+    table: Tuple[Tuple[int, int, int, int, float], ...]
+
+    def items(self):
+        return [((w, h), (n, b, p)) for w, h, n, b, p in self.table]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    flux: FluxConfig
+    t5: T5EncoderConfig
+    clip: CLIPTextConfig
+    vae: VAEDecoderConfig
+    seed: int = 0
+    # autoencoder
+    vae_steps: int = 3000
+    vae_batch: int = 32
+    vae_crop: int = 256
+    vae_lr: float = 4e-4
+    vae_kl: float = 1e-6
+    vae_scenes: int = 6000          # distinct scenes the autoencoder sees (rendered at 3 sizes)
+    # transformer + text encoders
+    steps: int = 9000
+    lr: float = 4e-4
+    warmup: int = 300
+    final_lr_fraction: float = 0.1
+    weight_decay: float = 0.01
+    caption_dropout: float = 0.1
+    ema: float = 0.999
+    grad_clip: float = 1.0
+    buckets: Buckets = Buckets((
+        # w, h, scenes, batch, weight
+        (256, 256, 60000, 96, 0.40),
+        (512, 256, 12000, 48, 0.10),
+        (256, 512, 12000, 48, 0.10),
+        (512, 512, 24000, 24, 0.25),
+        (1024, 1024, 4000, 6, 0.15),
+    ))
+    # output
+    sample_captions: int = 16       # sample grid: captions of seeds 10**6 + i
+    sample_steps: int = 28
+    guidance: float = 4.0
+    eval_captions: int = 64         # checker accuracy at the end, 256^2
+    device: str = "cuda"
+    amp: bool = True                # bf16 autocast on CUDA
+    workers: int = 0                # rendering processes (0: os.cpu_count())
+    log_every: int = 50
+    max_minutes: float = 17.5       # stop the transformer phase past this wall time (the
+                                    # outputs and the export take about a minute more)
+
+    def with_vocab(self, t5_vocab: int, clip_vocab: int, clip_bos: int,
+                   clip_eos: int) -> "TrainConfig":
+        return dataclasses.replace(
+            self, t5=dataclasses.replace(self.t5, vocab_size=t5_vocab),
+            clip=dataclasses.replace(self.clip, vocab_size=clip_vocab, bos_token_id=clip_bos,
+                                     eos_token_id=clip_eos, pad_token_id=clip_eos))
+
+
+def full() -> TrainConfig:
+    return TrainConfig("flux-shapes", FLUX_SHAPES, T5_SHAPES, CLIP_SHAPES, VAE_SHAPES)
+
+
+def smoke() -> TrainConfig:
+    return TrainConfig(
+        "flux-shapes-smoke", FLUX_SMOKE, T5_SMOKE, CLIP_SMOKE, VAE_SMOKE,
+        vae_steps=4, vae_batch=2, vae_crop=64, vae_scenes=8, steps=6, warmup=2,
+        buckets=Buckets(((64, 64, 8, 4, 0.6), (128, 64, 4, 2, 0.4))),
+        sample_captions=2, sample_steps=2, eval_captions=2, device="cpu", amp=False,
+        workers=1, log_every=1, ema=0.5, max_minutes=5.0)
+
+
+PRESETS: Dict[str, object] = {"full": full, "smoke": smoke}

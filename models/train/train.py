@@ -1,0 +1,374 @@
+"""Train the default model ("flux-shapes") from nothing, in one command, and write its
+checkpoint (and optionally the bundle).
+
+    python -m models.train.train                          # one H200, about 20 minutes
+    python -m models.train.train --bundle bundles/flux-shapes
+    python -m models.train.train --smoke --out /tmp/s     # every phase at toy sizes on CPU
+
+Phases (seeds fixed; models/train/configs.py holds every number):
+  1. tokenizers   the grammar's T5 unigram and CLIP BPE files (models/train/tokenizers.py)
+  2. autoencoder  16-channel 8x KL autoencoder on random crops of scenes rendered at three
+                  sizes; the decoder is models/vae.py's VAEDecoder; the latents' mean and std
+                  become its shift_factor and scaling_factor
+  3. latents      every training scene of every resolution bucket (256^2 .. 1024^2, two
+                  aspect ratios) rendered, encoded once and kept packed on the device
+  4. transformer  Flux transformer + T5-style + CLIP-style text encoders from scratch, jointly,
+                  rectified flow with FLUX's resolution shift (models/train/flow.py), caption
+                  dropout to the empty prompt, EMA weights, mixed resolution batches
+  5. outputs      sample grids and the scene checker's accuracy on held-out captions (the
+                  engine's sampler in Python, true CFG), loss curves, a JSON record
+                  (bench/results/train_flux_shapes_*.json and *.png unless --smoke), the
+                  checkpoint folder (models/train/checkpoint.py) and, with --bundle, the bundle
+                  (models.export --preset flux-shapes --checkpoint <out>)
+"""
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from models.train import checker, checkpoint, configs, data, flow, plots, world
+from models.train.autoencoder import (encode_mean, latent_stats, reconstruction_psnr,
+                                      train_autoencoder)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Log:
+    def __init__(self, path: str):
+        self.t0 = time.time()
+        self.f = open(path, "a")
+
+    def __call__(self, msg: str) -> None:
+        line = f"[{time.time() - self.t0:7.1f} s] {msg}"
+        print(line, flush=True)
+        self.f.write(line + "\n")
+        self.f.flush()
+
+
+def _commit() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                       stderr=subprocess.DEVNULL, text=True).strip()
+    except Exception:
+        return "unknown"
+
+
+# ----------------------------------------------------------------------------- phase 3
+
+def prepare_latents(cfg, ae, renderer, shift, scale, device, log) -> List[Dict]:
+    """Per bucket: packed normalised latents [N, tokens, 64] (bf16 on CUDA) and captions."""
+    amp = cfg.amp and device.startswith("cuda")
+    store = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    buckets = []
+    for i, ((w, h), (n, batch, weight)) in enumerate(cfg.buckets.items()):
+        t0 = time.time()
+        lat, caps = [], []
+        chunk = 2048
+        all_seeds = data.seeds("train", n, i)
+        for s in range(0, n, chunk):
+            imgs, c = renderer.render(all_seeds[s:s + chunk], w, h)
+            z = encode_mean(ae, imgs, device, batch=max(1, 2 ** 22 // (w * h)), amp=amp)
+            lat.append(flow.pack((z - shift) * scale).to(store))
+            caps.extend(c)
+        x = torch.cat(lat)
+        buckets.append({"size": (w, h), "latents": x, "captions": caps, "batch": batch,
+                        "weight": weight, "grid": (h // 16, w // 16)})
+        log(f"latents {w}x{h}: {n} scenes, {tuple(x.shape)} in {time.time() - t0:.0f} s")
+    return buckets
+
+
+# ----------------------------------------------------------------------------- phase 4
+
+def zero_init_(flux: torch.nn.Module) -> None:
+    """adaLN-Zero: modulation and output projections start at zero (blocks start as
+    identities, the first prediction is 0)."""
+    with torch.no_grad():
+        for name, mod in flux.named_modules():
+            if isinstance(mod, torch.nn.Linear) and (
+                    name.endswith("norm1.linear") or name.endswith("norm1_context.linear")
+                    or name.endswith("norm.linear") or name == "norm_out.linear"
+                    or name == "proj_out"):
+                mod.weight.zero_()
+                mod.bias.zero_()
+
+
+def lr_at(cfg, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.final_lr_fraction + (1 - cfg.final_lr_fraction)
+                     * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def train_transformer(cfg, buckets, tok, device, log, t_start):
+    from models.clip import CLIPTextEncoder
+    from models.flux import FluxTransformer
+    from models.t5 import T5Encoder
+
+    torch.manual_seed(cfg.seed + 2)
+    flux = FluxTransformer(cfg.flux).to(device)
+    zero_init_(flux)
+    t5 = T5Encoder(cfg.t5).to(device)
+    clip = CLIPTextEncoder(cfg.clip).to(device)
+    models = [flux, t5, clip]
+    emas = [copy.deepcopy(m).eval().requires_grad_(False) for m in models]
+    params = [p for m in models for p in m.parameters()]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8)
+    rng = np.random.default_rng([cfg.seed, 4])
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 4)
+    weights = np.array([b["weight"] for b in buckets])
+    weights = weights / weights.sum()
+    empty5, emptyc = tok.batch([""])
+    amp = cfg.amp and device.startswith("cuda")
+    curve, per_bucket = [], {f"{b['size'][0]}x{b['size'][1]}": [] for b in buckets}
+    running, t0 = [], time.time()
+    stopped = None
+    for step in range(cfg.steps):
+        if (time.time() - t_start) / 60 > cfg.max_minutes:
+            stopped = step
+            log(f"transformer: wall-time budget of {cfg.max_minutes} min reached at step {step}")
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, step)
+        b = buckets[int(rng.choice(len(buckets), p=weights))]
+        idx = rng.integers(0, len(b["captions"]), b["batch"])
+        x0 = b["latents"][torch.as_tensor(idx, device=b["latents"].device)].to(device).float()
+        prompts = [b["captions"][i] for i in idx]
+        ids5, idsc = tok.batch(prompts)
+        drop = torch.as_tensor(rng.random(len(idx)) < cfg.caption_dropout)
+        ids5[drop], idsc[drop] = empty5, emptyc
+        gh, gw = b["grid"]
+        sigma = flow.train_sigmas(len(idx), gh * gw, gen, device)
+        noise = torch.randn(x0.shape, generator=gen, device=device)
+        s = sigma.view(-1, 1, 1)
+        xt = (1 - s) * x0 + s * noise
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp), flow.training_attention():
+            seq = t5(ids5.to(device), None)
+            pooled = clip(idsc.to(device), None)[1]
+            v = flux(xt, seq, pooled, sigma, None, gh, gw, "full")
+        loss = ((v.float() - (noise - x0)) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        d = min(cfg.ema, (1 + step) / (10 + step))
+        for e, m in zip(emas, models):
+            flow.ema_update(e, m, d)
+        running.append(loss.item())
+        key = f"{b['size'][0]}x{b['size'][1]}"
+        per_bucket[key].append({"step": step, "loss": running[-1]})
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            mean = float(np.mean(running))
+            running = []
+            curve.append({"step": step, "loss": mean, "grad_norm": float(gnorm),
+                          "lr": lr_at(cfg, step), "s": time.time() - t0})
+            log(f"transformer {step}/{cfg.steps} loss {mean:.4f} grad {float(gnorm):.2f} "
+                f"lr {lr_at(cfg, step):.2e} ({time.time() - t0:.0f} s)")
+    return emas, curve, per_bucket, stopped
+
+
+# ----------------------------------------------------------------------------- phase 5
+
+def evaluate(cfg, flux, t5, clip, vae, tok, device, count, size, log):
+    """Checker verdicts of held-out captions generated at `size` (the engine's recipe)."""
+    w, h = size
+    seeds = data.seeds("eval", count)
+    scenes = [world.make_scene(s) for s in seeds]
+    imgs, verdicts = [], []
+    amp = cfg.amp and device.startswith("cuda")
+    bs = max(1, 2 ** 20 // (w * h) * 4)
+    for i in range(0, count, bs):
+        part = scenes[i:i + bs]
+        out = flow.generate(flux, t5, clip, vae, tok, [s.caption for s in part],
+                            [s.seed for s in part], w, h, cfg.sample_steps, cfg.guidance,
+                            device, amp)
+        imgs.extend(out)
+        verdicts.extend(checker.check(im, s.caption) for im, s in zip(out, part))
+    kinds: Dict[str, List[bool]] = {}
+    for s, v in zip(scenes, verdicts):
+        kind = ("relation" if s.spec.relations else "and" if len(s.spec.groups) > 1
+                else "count" if s.spec.groups[0].count > 1 else "single")
+        kinds.setdefault(kind, []).append(v.ok)
+    acc = float(np.mean([v.ok for v in verdicts])) if verdicts else 0.0
+    failed = {}
+    for v in verdicts:
+        for c in v.clauses:
+            if not c.ok:
+                failed[c.kind] = failed.get(c.kind, 0) + 1
+    log(f"checker accuracy at {w}x{h}: {acc:.3f} over {count} captions; failed clauses "
+        f"{failed}")
+    return {"size": [w, h], "captions": count, "accuracy": acc,
+            "by_kind": {k: float(np.mean(v)) for k, v in kinds.items()},
+            "failed_clauses": failed}, imgs, [s.caption for s in scenes], \
+        [v.ok for v in verdicts]
+
+
+def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
+    t_start = time.time()
+    device = cfg.device
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(cfg.seed)
+    os.makedirs(out, exist_ok=True)
+    timings = {}
+
+    # 1. tokenizers
+    t0 = time.time()
+    from models.train.tokenizers import write_grammar_tokenizers
+
+    tok_dir = os.path.join(out, "tokenizers")
+    tok_files = write_grammar_tokenizers(tok_dir)
+    tok = data.PromptTokenizer(tok_dir, configs.T5_MAX_LENGTH, configs.CLIP_MAX_LENGTH)
+    cfg = cfg.with_vocab(*tok.vocab())
+    timings["tokenizers_s"] = time.time() - t0
+    log(f"tokenizers: T5 {cfg.t5.vocab_size} ids, CLIP {cfg.clip.vocab_size} ids")
+
+    with data.Renderer(cfg.workers) as renderer:
+        # 2. autoencoder
+        t0 = time.time()
+        base = cfg.vae_crop
+        sizes = [base, 2 * base, 4 * base]
+        per = max(1, cfg.vae_scenes // len(sizes))
+        pools = [renderer.render(data.seeds("autoencoder", per, k), s, s)[0]
+                 for k, s in enumerate(sizes)]
+        log(f"autoencoder data: {per} scenes at each of {sizes} ({time.time() - t0:.0f} s)")
+        ae, ae_curve = train_autoencoder(cfg, pools, device, log)
+        held = renderer.render(data.seeds("eval", 16, 7), base, base)[0]
+        psnr = reconstruction_psnr(ae, held, device)
+        z = encode_mean(ae, pools[0][:256], device, amp=cfg.amp and device.startswith("cuda"))
+        shift, scale = latent_stats(z)
+        cfg = dataclasses.replace(cfg, vae=dataclasses.replace(
+            cfg.vae, shift_factor=shift, scaling_factor=scale))
+        ae.vae.shift_factor, ae.vae.scaling_factor = shift, scale
+        timings["autoencoder_s"] = time.time() - t0
+        log(f"autoencoder: PSNR {psnr:.2f} dB on held-out scenes; latents shift {shift:.4f} "
+            f"scale {scale:.4f}")
+        del pools
+
+        # 3. latents
+        t0 = time.time()
+        buckets = prepare_latents(cfg, ae, renderer, shift, scale, device, log)
+        timings["latents_s"] = time.time() - t0
+
+    # 4. transformer + text encoders
+    t0 = time.time()
+    (flux, t5, clip), curve, per_bucket, stopped = train_transformer(cfg, buckets, tok, device,
+                                                                     log, t_start)
+    timings["transformer_s"] = time.time() - t0
+    del buckets
+
+    # 5. outputs
+    t0 = time.time()
+    vae = ae.vae.eval()
+    eval_size = (base, base)   # 256^2 in the full recipe: the engine's default size
+    ev, imgs, caps, marks = evaluate(cfg, flux, t5, clip, vae, tok, device, cfg.eval_captions,
+                                     eval_size, log)
+    n = cfg.sample_captions
+    sample_scenes = [world.make_scene(s) for s in data.seeds("samples", n)]
+    big = (2 * base, 2 * base)
+    amp = cfg.amp and device.startswith("cuda")
+    samples = flow.generate(flux, t5, clip, vae, tok, [s.caption for s in sample_scenes],
+                            [s.seed for s in sample_scenes], big[0], big[1], cfg.sample_steps,
+                            cfg.guidance, device, amp)
+    sample_marks = [checker.check(im, s.caption).ok for im, s in zip(samples, sample_scenes)]
+    huge = (4 * base, 4 * base)   # 1024^2 in the full recipe: 64x64 tokens
+    few = sample_scenes[:4]
+    samples_huge = [flow.generate(flux, t5, clip, vae, tok, [s.caption], [s.seed], huge[0],
+                                  huge[1], cfg.sample_steps, cfg.guidance, device, amp)[0]
+                    for s in few]
+    huge_marks = [checker.check(im, s.caption).ok for im, s in zip(samples_huge, few)]
+    timings["outputs_s"] = time.time() - t0
+
+    sizes = checkpoint.save(
+        out, {"transformer": flux, "t5": t5, "clip": clip, "vae_decoder": vae},
+        {"transformer": cfg.flux, "t5": cfg.t5, "clip": cfg.clip, "vae_decoder": cfg.vae},
+        tok_files,
+        {"t5_max_length": configs.T5_MAX_LENGTH, "steps": cfg.sample_steps,
+         "guidance": cfg.guidance, "true_cfg": True},
+        {"config": cfg.name, "seed": cfg.seed, "commit": _commit(),
+         "steps_done": stopped if stopped is not None else cfg.steps,
+         "final_loss": curve[-1]["loss"] if curve else None, "autoencoder_psnr_db": psnr,
+         "checker_accuracy": ev})
+    record = {
+        "what": "train the default model (flux-shapes) from scratch: python -m "
+                "models.train.train" + (" --smoke" if cfg.name.endswith("smoke") else ""),
+        "commit": _commit(), "device": torch.cuda.get_device_name(0)
+        if device.startswith("cuda") else platform.processor() or "cpu",
+        "config": {k: (v if not dataclasses.is_dataclass(v) else dataclasses.asdict(v))
+                   for k, v in dataclasses.asdict(cfg).items()},
+        "params": {"transformer": flow.param_count(flux), "t5": flow.param_count(t5),
+                   "clip": flow.param_count(clip), "vae_decoder": flow.param_count(vae),
+                   "vae_encoder": flow.param_count(ae.encoder)},
+        "weight_bytes": sizes, "weight_bytes_total": sum(sizes.values()),
+        "timings_s": timings, "total_s": time.time() - t_start, "stopped_early_at": stopped,
+        "autoencoder": {"psnr_db": psnr, "shift_factor": shift, "scaling_factor": scale,
+                        "curve": ae_curve},
+        "transformer_curve": curve, "checker": ev,
+        "bucket_loss_last_500": {k: float(np.mean([p["loss"] for p in v[-500:]])) if v else None
+                                 for k, v in per_bucket.items()},
+        "sample_checker_pass": {f"{big[0]}x{big[1]}": sample_marks,
+                                f"{huge[0]}x{huge[1]}": huge_marks},
+    }
+    os.makedirs(results, exist_ok=True)
+    stem = os.path.join(results, f"train_{cfg.name.replace('-', '_')}_{record['commit']}")
+    with open(stem + ".json", "w") as f:
+        json.dump(record, f, indent=1)
+    plots.loss_curves(stem + "_loss.png", {"autoencoder": ae_curve, "transformer": curve})
+    plots.sample_grid(stem + f"_samples_{big[0]}.png", samples,
+                      [s.caption for s in sample_scenes], sample_marks)
+    plots.sample_grid(stem + f"_samples_{huge[0]}.png", samples_huge,
+                      [s.caption for s in few], huge_marks, cols=2, cell=512)
+    plots.sample_grid(stem + f"_eval_{eval_size[0]}.png", imgs[:16], caps[:16], marks[:16])
+    log(f"wrote {out} ({sum(sizes.values()) / 1e6:.1f} MB of weights) and {stem}.json / *.png")
+    if bundle:
+        from models import export
+
+        export.export("flux-shapes", bundle, checkpoint=out)
+        log(f"bundle: {bundle}")
+    log(f"done in {time.time() - t_start:.0f} s")
+    return record
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true",
+                    help="every phase at toy sizes on the CPU (tests; well under a minute)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "models", "train", "weights"),
+                    help="checkpoint folder (default models/train/weights)")
+    ap.add_argument("--results", default=None,
+                    help="JSON and PNG folder (default bench/results; the --out folder for "
+                         "--smoke)")
+    ap.add_argument("--bundle", default=None, help="also export the bundle here")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None, help="transformer steps (override)")
+    a = ap.parse_args(argv)
+    cfg = configs.smoke() if a.smoke else configs.full()
+    over = {k: v for k, v in (("device", a.device), ("seed", a.seed), ("steps", a.steps))
+            if v is not None}
+    cfg = dataclasses.replace(cfg, **over)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("train: no CUDA device (use --device cpu, or --smoke)")
+    results = a.results or (a.out if a.smoke else os.path.join(ROOT, "bench", "results"))
+    os.makedirs(a.out, exist_ok=True)
+    run(cfg, a.out, results, a.bundle, Log(os.path.join(a.out, "train.log")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The training code: its differentiable attention equals the grat:: operators the bundle
+runs, its flow-matching schedule is the engine's (= diffusers'), and the --smoke run trains
+every phase, saves a checkpoint within the size budget and exports a bundle whose TorchScript
+files reproduce the trained modules."""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from models.ops import load_grat_ops
+
+
+@pytest.fixture(scope="module", autouse=True)
+def grat_ops():
+    load_grat_ops()
+
+
+def _random_flux(cfg):
+    from models.flux import FluxTransformer, random_init_
+
+    torch.manual_seed(0)
+    return random_init_(FluxTransformer(cfg), seed=1, std=0.1).eval()
+
+
+def test_training_attention_equals_the_grat_operators():
+    from models.train import configs, flow
+
+    cfg = dataclasses.replace(configs.FLUX_SMOKE, num_attention_heads=2)
+    flux = _random_flux(cfg)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 6 * 4, 64, generator=g)
+    seq = torch.randn(2, 5, cfg.joint_attention_dim, generator=g)
+    pooled = torch.randn(2, cfg.pooled_projection_dim, generator=g)
+    t = torch.tensor([0.3, 0.9])
+    with torch.no_grad():
+        ref = flux(x, seq, pooled, t, None, 6, 4, "full")
+        with flow.training_attention():
+            got = flux(x, seq, pooled, t, None, 6, 4, "full")
+        again = flux(x, seq, pooled, t, None, 6, 4, "full")   # operators restored
+    assert ref.abs().max() > 1e-3
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+    assert torch.equal(again, ref)
+    with flow.training_attention():                            # and it is differentiable
+        flux(x, seq, pooled, t, None, 6, 4, "full").square().mean().backward()
+    assert flux.proj_out.weight.grad is not None and flux.x_embedder.weight.grad.abs().sum() > 0
+
+
+def test_schedule_and_packing_are_the_engines():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    from models.train import flow
+
+    for steps in (1, 4, 28):
+        for tokens in (64, 256, 1024, 4096):
+            s = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5,
+                                                max_shift=1.15, base_image_seq_len=256,
+                                                max_image_seq_len=4096)
+            mu = calculate_shift(tokens, 256, 4096, 0.5, 1.15)
+            assert flow.flux_mu(tokens) == pytest.approx(mu)
+            s.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
+            np.testing.assert_allclose(flow.flux_sigmas(steps, mu), s.sigmas.tolist(),
+                                       rtol=1e-6, atol=1e-7)
+    lat = torch.randn(2, 16, 6, 8)
+    packed = flow.pack(lat)
+    assert packed.shape == (2, 12, 64)
+    assert torch.equal(packed[0, 1, :4], lat[0, 0, 0:2, 2:4].reshape(-1))  # 2x2 cell, C-major
+    assert torch.equal(flow.unpack(packed, 3, 4, 16), lat)
+    g = torch.Generator().manual_seed(0)
+    small = flow.train_sigmas(4000, 256, g, "cpu")
+    large = flow.train_sigmas(4000, 4096, g, "cpu")
+    assert 0 < small.min() and large.max() < 1
+    assert large.mean() > small.mean() + 0.05   # more noise at higher resolution
+
+
+def test_prompt_ids_are_padded_like_the_engine(tmp_path):
+    from models.train import configs, data
+    from models.train.tokenizers import write_grammar_tokenizers
+
+    write_grammar_tokenizers(str(tmp_path))
+    tok = data.PromptTokenizer(str(tmp_path), configs.T5_MAX_LENGTH)
+    t5, clip = tok.batch(["a red circle", ""])
+    assert t5.shape == (2, configs.T5_MAX_LENGTH) and clip.shape == (2, 77)
+    assert t5[1, 0] == 1 and (t5[1, 1:] == 0).all()                 # "" -> </s>, <pad>...
+    assert t5[0, 3] == 1 and (t5[0, :3] > 2).all()                  # 3 pieces, no <unk>
+    n5, nc, bos, eos = tok.vocab()
+    assert clip[0, 0] == bos and clip[0, 4] == eos and (clip[0, 4:] == eos).all()
+    assert clip[1, 0] == bos and (clip[1, 1:] == eos).all()
+    assert n5 > int(t5.max()) and nc == eos + 1
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    from models.train import train
+
+    root = tmp_path_factory.mktemp("smoke")
+    out, bundle = str(root / "ckpt"), str(root / "bundle")
+    assert train.main(["--smoke", "--out", out, "--bundle", bundle]) == 0
+    return out, bundle
+
+
+def test_smoke_run_writes_checkpoint_record_and_pictures(smoke):
+    from models.train import checkpoint
+
+    out, _ = smoke
+    meta = checkpoint.read_meta(out)
+    for role in checkpoint.ROLES:
+        assert os.path.getsize(os.path.join(out, f"{role}.safetensors")) == meta["bytes"][role]
+    assert sum(meta["bytes"].values()) <= checkpoint.MAX_BYTES
+    assert meta["serving"]["true_cfg"] is True
+    vae = meta["modules"]["vae_decoder"]
+    assert vae["scaling_factor"] > 0 and vae["scaling_factor"] != 1.0  # measured, not default
+    records = [f for f in os.listdir(out) if f.startswith("train_") and f.endswith(".json")]
+    assert len(records) == 1
+    rec = json.load(open(os.path.join(out, records[0])))
+    assert len(rec["transformer_curve"]) == 6 and len(rec["autoencoder"]["curve"]) == 4
+    assert all(np.isfinite(p["loss"]) for p in rec["transformer_curve"])
+    assert 0.0 <= rec["checker"]["accuracy"] <= 1.0 and rec["checker"]["captions"] == 2
+    pngs = [f for f in os.listdir(out) if f.endswith(".png")]
+    assert any("_loss" in f for f in pngs) and any("_samples_" in f for f in pngs)
+
+
+def test_smoke_bundle_loads_and_reproduces_the_checkpoint(smoke):
+    from models import bundle, export
+    from models.train import checkpoint, configs, data, flow
+
+    out, folder = smoke
+    m = bundle.load_manifest(folder)   # validates every key and file
+    assert m["name"] == "flux-shapes" and m["defaults"]["true_cfg"] is True
+    assert m["text"]["t5_max_length"] == configs.T5_MAX_LENGTH
+    assert m["vae"]["scaling_factor"] == pytest.approx(
+        checkpoint.read_meta(out)["modules"]["vae_decoder"]["scaling_factor"])
+    export.check_bundle(folder)
+    for name in checkpoint.TOKENIZER_FILES:
+        assert open(os.path.join(folder, name), "rb").read() == \
+            open(os.path.join(out, name), "rb").read()
+    eager = checkpoint.load_modules(out)
+    scripted = {r: torch.jit.load(os.path.join(folder, m["files"][f]))
+                for r, f in (("transformer", "transformer"), ("t5", "t5"), ("clip", "clip"),
+                             ("vae_decoder", "vae_decoder"))}
+    tok = data.PromptTokenizer(os.path.join(out, "tokenizers"), configs.T5_MAX_LENGTH)
+    args = (["a red circle left of a blue square"], [7], 64, 64, 3, 4.0)
+    a = flow.generate(*(eager[r] for r in checkpoint.ROLES), tok, *args)
+    b = flow.generate(*(scripted[r] for r in checkpoint.ROLES), tok, *args)
+    assert a.shape == (1, 64, 64, 3) and a.dtype == np.uint8
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_export_refuses_a_folder_that_is_not_a_checkpoint(tmp_path):
+    from models import export
+
+    with pytest.raises(SystemExit, match="models/train checkpoint"):
+        export.export("flux-shapes", str(tmp_path / "b"), checkpoint=str(tmp_path))
