@@ -3,6 +3,7 @@
     python -m models.export --preset flux-tiny --out bundles/flux-tiny
     python -m models.export --preset flux-dev --checkpoint /ckpt/FLUX.1-dev --out bundles/flux-dev
     python -m models.export --preset flux-dev --transformer-only --device cuda --out /tmp/fd
+    python -m models.export --preset flux-shapes --out bundles/flux-shapes   # trained here
 
 A bundle folder holds model.yaml (see models/bundle.py), TorchScript files for the
 transformer, T5 encoder, CLIP text encoder and VAE decoder, and the tokenizer files
@@ -11,6 +12,12 @@ presets: the demo and tests; full-size presets: speed benchmarks). --checkpoint 
 diffusers-format pipeline folder (transformer/, text_encoder/, text_encoder_2/, vae/,
 tokenizer/, tokenizer_2/). The written bundle is validated and, unless --no-check, every
 TorchScript file is loaded back and run once.
+
+flux-shapes is the model trained in this repository on the synthetic world of
+models/train/ (python -m models.train.train): its --checkpoint is a models/train checkpoint
+folder (config.json, four fp16 safetensors, the grammar's tokenizer files; default
+models/train/weights), whose config gives the module sizes, the VAE's scaling and shift and the
+serving defaults (steps, guidance, true classifier-free guidance).
 """
 import argparse
 import dataclasses
@@ -53,7 +60,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "flux-schnell": dict(transformer="flux-schnell", t5="t5-xxl", clip="clip-l", vae="flux-vae",
                          t5_max_length=256, steps=4, guidance=0.0, group=[16, 16],
                          max_side=8192, tiny=False),
+    # Trained here (models/train); module configs and serving defaults come from the checkpoint.
+    "flux-shapes": dict(trained=True, t5_max_length=48, steps=28, guidance=4.0, true_cfg=True,
+                        group=[16, 16], max_side=1024, tiny=True),
 }
+TRAINED_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "models", "train", "weights")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -65,7 +77,7 @@ def manifest_for(name: str, p: Dict[str, Any], vae_cfg) -> Dict[str, Any]:
         "vae": {"scaling_factor": float(vae_cfg.scaling_factor),
                 "shift_factor": float(vae_cfg.shift_factor)},
         "defaults": {"steps": p["steps"], "guidance": float(p["guidance"]), "shift_base": 0.5,
-                     "shift_max": 1.15, "true_cfg": False},
+                     "shift_max": 1.15, "true_cfg": bool(p.get("true_cfg", False))},
         "grat": {"pattern": "B", "group": list(p["group"]), "radius": 1},
         "limits": {"min_side": 64, "max_side": p["max_side"], "side_multiple": 16,
                    "max_pixels": p["max_side"] * p["max_side"], "min_steps": 1,
@@ -118,6 +130,9 @@ def export(preset_name: str, out: str, checkpoint: str = None, dtype: str = "fp3
     if preset_name in export_video.PRESETS:
         return export_video.export(preset_name, out, checkpoint, DTYPES[dtype], device, seed,
                                    transformer_only, check)
+    if PRESETS[preset_name].get("trained"):
+        return _export_trained(preset_name, out, checkpoint or TRAINED_CHECKPOINT,
+                               DTYPES[dtype], device, transformer_only, check)
     p, dt = PRESETS[preset_name], DTYPES[dtype]
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(seed)
@@ -145,6 +160,39 @@ def export(preset_name: str, out: str, checkpoint: str = None, dtype: str = "fp3
     if check:
         check_bundle(out)
     print(f"export: {preset_name} -> {out}")
+    return out
+
+
+def _export_trained(preset_name: str, out: str, checkpoint: str, dt: torch.dtype, device: str,
+                    transformer_only: bool, check: bool) -> str:
+    """A bundle from a models/train checkpoint folder (see models/train/checkpoint.py)."""
+    from models.train import checkpoint as trained
+
+    try:
+        meta = trained.read_meta(checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"export: {preset_name} needs a models/train checkpoint "
+                         f"(python -m models.train.train): {e}")
+    os.makedirs(out, exist_ok=True)
+    with torch.no_grad():
+        modules = trained.load_modules(checkpoint, dtype=dt, device=device)
+        script_flux(modules["transformer"]).save(os.path.join(out, FILES["transformer"]))
+        if transformer_only:
+            print(f"export: transformer only -> {out} (not a servable bundle)")
+            return out
+        for role in ("t5", "clip", "vae_decoder"):
+            torch.jit.script(modules[role]).save(os.path.join(out, FILES[role]))
+    for name in trained.TOKENIZER_FILES:
+        shutil.copyfile(os.path.join(checkpoint, name), os.path.join(out, name))
+    serving = meta.get("serving", {})
+    p = dict(PRESETS[preset_name], **{k: serving[k] for k in
+                                      ("t5_max_length", "steps", "guidance", "true_cfg")
+                                      if k in serving})
+    vae_cfg = trained.configs_from_json(meta)[3]
+    bundle.write_manifest(out, manifest_for(preset_name, p, vae_cfg))
+    if check:
+        check_bundle(out)
+    print(f"export: {preset_name} from {checkpoint} -> {out}")
     return out
 
 
