@@ -65,8 +65,9 @@ def _commit() -> str:
 
 # ----------------------------------------------------------------------------- phase 3
 
-def prepare_latents(cfg, ae, renderer, shift, scale, device, log) -> List[Dict]:
-    """Per bucket: packed normalised latents [N, tokens, 64] (bf16 on CUDA) and captions."""
+def prepare_latents(cfg, ae, renderer, tok, shift, scale, device, log) -> List[Dict]:
+    """Per bucket: packed normalised latents [N, tokens, 64] (bf16 on CUDA), captions and
+    their T5 / CLIP ids, all on the device."""
     amp = cfg.amp and device.startswith("cuda")
     store = torch.bfloat16 if device.startswith("cuda") else torch.float32
     buckets = []
@@ -81,8 +82,10 @@ def prepare_latents(cfg, ae, renderer, shift, scale, device, log) -> List[Dict]:
             lat.append(flow.pack((z - shift) * scale).to(store))
             caps.extend(c)
         x = torch.cat(lat)
+        ids5, idsc = tok.batch(caps)
         buckets.append({"size": (w, h), "latents": x, "captions": caps, "batch": batch,
-                        "weight": weight, "grid": (h // 16, w // 16)})
+                        "weight": weight, "grid": (h // 16, w // 16),
+                        "t5": ids5.to(x.device), "clip": idsc.to(x.device)})
         log(f"latents {w}x{h}: {n} scenes, {tuple(x.shape)} in {time.time() - t0:.0f} s")
     return buckets
 
@@ -132,10 +135,11 @@ def train_transformer(cfg, buckets, tok, device, log, t_start):
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 4)
     weights = np.array([b["weight"] for b in buckets])
     weights = weights / weights.sum()
-    empty5, emptyc = tok.batch([""])
+    empty5, emptyc = (t.to(device) for t in tok.batch([""]))
     amp = cfg.amp and device.startswith("cuda")
-    curve, per_bucket = [], {f"{b['size'][0]}x{b['size'][1]}": [] for b in buckets}
-    running, t0 = [], time.time()
+    keys = [f"{b['size'][0]}x{b['size'][1]}" for b in buckets]
+    curve, per_bucket = [], {k: [] for k in keys}
+    running, t0 = [], time.time()   # (step, bucket, loss tensor): read back at log steps only
     stopped = None
     for step in range(cfg.steps):
         if (time.time() - t_start) / 60 > cfg.max_minutes:
@@ -144,21 +148,22 @@ def train_transformer(cfg, buckets, tok, device, log, t_start):
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, step)
-        b = buckets[int(rng.choice(len(buckets), p=weights))]
-        idx = rng.integers(0, len(b["captions"]), b["batch"])
-        x0 = b["latents"][torch.as_tensor(idx, device=b["latents"].device)].to(device).float()
-        prompts = [b["captions"][i] for i in idx]
-        ids5, idsc = tok.batch(prompts)
-        drop = torch.as_tensor(rng.random(len(idx)) < cfg.caption_dropout)
-        ids5[drop], idsc[drop] = empty5, emptyc
+        bi = int(rng.choice(len(buckets), p=weights))
+        b = buckets[bi]
+        idx = torch.as_tensor(rng.integers(0, len(b["captions"]), b["batch"]), device=device)
+        x0 = b["latents"][idx].float()
+        drop = torch.as_tensor(rng.random(len(idx)) < cfg.caption_dropout,
+                               device=device).view(-1, 1)
+        ids5 = torch.where(drop, empty5, b["t5"][idx])
+        idsc = torch.where(drop, emptyc, b["clip"][idx])
         gh, gw = b["grid"]
         sigma = flow.train_sigmas(len(idx), gh * gw, gen, device)
         noise = torch.randn(x0.shape, generator=gen, device=device)
         s = sigma.view(-1, 1, 1)
         xt = (1 - s) * x0 + s * noise
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp), flow.training_attention():
-            seq = t5(ids5.to(device), None)
-            pooled = clip(idsc.to(device), None)[1]
+            seq = t5(ids5, None)
+            pooled = clip(idsc, None)[1]
             v = flux(xt, seq, pooled, sigma, None, gh, gw, "full")
         loss = ((v.float() - (noise - x0)) ** 2).mean()
         opt.zero_grad(set_to_none=True)
@@ -168,16 +173,21 @@ def train_transformer(cfg, buckets, tok, device, log, t_start):
         d = min(cfg.ema, (1 + step) / (10 + step))
         for e, m in zip(emas, models):
             flow.ema_update(e, m, d)
-        running.append(loss.item())
-        key = f"{b['size'][0]}x{b['size'][1]}"
-        per_bucket[key].append({"step": step, "loss": running[-1]})
+        running.append((step, bi, loss.detach()))
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            mean = float(np.mean(running))
+            values = torch.stack([r[2] for r in running]).tolist()
+            for (st, k, _), v in zip(running, values):
+                per_bucket[keys[k]].append({"step": st, "loss": v})
+            mean = float(np.mean(values))
             running = []
             curve.append({"step": step, "loss": mean, "grad_norm": float(gnorm),
                           "lr": lr_at(cfg, step), "s": time.time() - t0})
             log(f"transformer {step}/{cfg.steps} loss {mean:.4f} grad {float(gnorm):.2f} "
                 f"lr {lr_at(cfg, step):.2e} ({time.time() - t0:.0f} s)")
+    if running:   # a budget stop between log steps
+        values = torch.stack([r[2] for r in running]).tolist()
+        for (st, k, _), v in zip(running, values):
+            per_bucket[keys[k]].append({"step": st, "loss": v})
     return emas, curve, per_bucket, stopped
 
 
@@ -262,7 +272,7 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
 
         # 3. latents
         t0 = time.time()
-        buckets = prepare_latents(cfg, ae, renderer, shift, scale, device, log)
+        buckets = prepare_latents(cfg, ae, renderer, tok, shift, scale, device, log)
         timings["latents_s"] = time.time() - t0
 
     # 4. transformer + text encoders
@@ -348,6 +358,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true",
                     help="every phase at toy sizes on the CPU (tests; well under a minute)")
+    ap.add_argument("--config", default=None, choices=sorted(configs.PRESETS),
+                    help="training recipe (default full; --smoke is --config smoke)")
     ap.add_argument("--out", default=os.path.join(ROOT, "models", "train", "weights"),
                     help="checkpoint folder (default models/train/weights)")
     ap.add_argument("--results", default=None,
@@ -357,14 +369,17 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None, help="transformer steps (override)")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="wall-time budget after which the transformer phase stops (override)")
     a = ap.parse_args(argv)
-    cfg = configs.smoke() if a.smoke else configs.full()
-    over = {k: v for k, v in (("device", a.device), ("seed", a.seed), ("steps", a.steps))
-            if v is not None}
+    cfg = configs.PRESETS["smoke" if a.smoke else (a.config or "full")]()
+    over = {k: v for k, v in (("device", a.device), ("seed", a.seed), ("steps", a.steps),
+                              ("max_minutes", a.minutes)) if v is not None}
     cfg = dataclasses.replace(cfg, **over)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("train: no CUDA device (use --device cpu, or --smoke)")
-    results = a.results or (a.out if a.smoke else os.path.join(ROOT, "bench", "results"))
+    results = a.results or (os.path.join(ROOT, "bench", "results") if cfg.name == "flux-shapes"
+                            else a.out)
     os.makedirs(a.out, exist_ok=True)
     run(cfg, a.out, results, a.bundle, Log(os.path.join(a.out, "train.log")))
     return 0
