@@ -105,10 +105,13 @@ def zero_init_(flux: torch.nn.Module) -> None:
                 mod.bias.zero_()
 
 
-def lr_at(cfg, step: int) -> float:
+def lr_at(cfg, step: int, time_fraction: float = 0.0) -> float:
+    """Warm-up, then cosine decay to final_lr_fraction. The decay follows whichever runs out
+    first, the steps or the wall-time budget (`time_fraction` of it spent), so a run cut short
+    by max_minutes still ends at the low learning rate."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    p = max((step - cfg.warmup) / max(1, cfg.steps - cfg.warmup), time_fraction)
     return cfg.lr * (cfg.final_lr_fraction + (1 - cfg.final_lr_fraction)
                      * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
@@ -141,13 +144,17 @@ def train_transformer(cfg, buckets, tok, device, log, t_start):
     curve, per_bucket = [], {k: [] for k in keys}
     running, t0 = [], time.time()   # (step, bucket, loss tensor): read back at log steps only
     stopped = None
+    t_phase = time.time()
+    phase_budget_s = cfg.max_minutes * 60 - (t_phase - t_start)  # what the earlier phases left
     for step in range(cfg.steps):
         if (time.time() - t_start) / 60 > cfg.max_minutes:
             stopped = step
             log(f"transformer: wall-time budget of {cfg.max_minutes} min reached at step {step}")
             break
+        frac = (time.time() - t_phase) / phase_budget_s if phase_budget_s > 0 else 1.0
+        lr = lr_at(cfg, step, frac)
         for g in opt.param_groups:
-            g["lr"] = lr_at(cfg, step)
+            g["lr"] = lr
         bi = int(rng.choice(len(buckets), p=weights))
         b = buckets[bi]
         idx = torch.as_tensor(rng.integers(0, len(b["captions"]), b["batch"]), device=device)
@@ -181,9 +188,9 @@ def train_transformer(cfg, buckets, tok, device, log, t_start):
             mean = float(np.mean(values))
             running = []
             curve.append({"step": step, "loss": mean, "grad_norm": float(gnorm),
-                          "lr": lr_at(cfg, step), "s": time.time() - t0})
+                          "lr": lr, "s": time.time() - t0})
             log(f"transformer {step}/{cfg.steps} loss {mean:.4f} grad {float(gnorm):.2f} "
-                f"lr {lr_at(cfg, step):.2e} ({time.time() - t0:.0f} s)")
+                f"lr {lr:.2e} ({time.time() - t0:.0f} s)")
     if running:   # a budget stop between log steps
         values = torch.stack([r[2] for r in running]).tolist()
         for (st, k, _), v in zip(running, values):
