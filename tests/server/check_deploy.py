@@ -1,9 +1,11 @@
-"""deploy/ stays consistent: the k8s manifests parse and hang together (selectors, ports,
-volumes, the locked-down pod, metrics reachable only from monitoring, the HPA's metric served
-by the adapter rule from one the server exports), their probes use gRPC health on the served
-port, the ConfigMap's config and config.example.yaml pass `grat_server --check-config`, the
-Grafana dashboard queries only metrics the server exports, and promtool accepts the
-Prometheus rules."""
+"""deploy/ stays consistent: the k8s manifests (kustomize base, variant multi's autoscaling)
+parse and hang together (selectors, ports, volumes, the locked-down pod, metrics reachable only
+from monitoring, the HPA's metric served by the adapter rule from one the server exports),
+their probes use gRPC health on the served port, the ConfigMap's config, the container image's
+default config and config.example.yaml pass `grat_server --check-config` and the in-image ones
+name bundles where the image has them (its tiny bundles) or its /models volume, the Grafana
+dashboard queries only metrics the server exports, and promtool accepts the Prometheus rules.
+(Schemas, lint, the rendered variants and the Envoy front: tests/container/lint_deploy.py.)"""
 import os
 import shutil
 import subprocess
@@ -57,6 +59,17 @@ for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
     assert container[probe]["grpc"]["port"] == 50051, probe
 cfg = yaml.safe_load(kinds["ConfigMap"]["data"]["config.yaml"])
 assert cfg["listen"].endswith(":50051") and cfg["metrics_listen"].endswith(":9464")
+# Bundles in the pod: the image's tiny ones (scripts/container_stage.sh puts them there) or the
+# PVC mounted at /models; the same for the image's default config, which serves only the tiny
+# ones so the image runs without a volume.
+image_cfg = yaml.safe_load(open(os.path.join(deploy, "container", "config.yaml")))
+assert image_cfg["listen"].endswith(":50051") and image_cfg["metrics_listen"].endswith(":9464")
+for m in cfg["models"]:
+    assert m["bundle"].startswith(("/models/", "/opt/gratserve/bundles/")), m
+assert {m["bundle"] for m in image_cfg["models"]} == {
+    "/opt/gratserve/bundles/flux-tiny", "/opt/gratserve/bundles/hunyuan-video-tiny"}
+stage = open(os.path.join(repo, "scripts", "container_stage.sh")).read()
+assert '"$stage/opt/gratserve/bundles/"' in stage and "deploy/container/config.yaml" in stage
 # Liveness must not follow the drain; readiness must.
 assert container["livenessProbe"]["grpc"]["service"] == "grat.liveness"
 assert container["readinessProbe"]["grpc"]["service"] == ""
@@ -68,7 +81,8 @@ with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "config.yaml")
     with open(path, "w") as f:
         f.write(kinds["ConfigMap"]["data"]["config.yaml"])
-    for config in (path, os.path.join(deploy, "config.example.yaml")):
+    for config in (path, os.path.join(deploy, "config.example.yaml"),
+                   os.path.join(deploy, "container", "config.yaml")):
         r = subprocess.run([server_bin, "--check-config", "--config", config],
                            capture_output=True, text=True)
         assert r.returncode == 0, (config, r.stdout, r.stderr)
