@@ -22,6 +22,9 @@ COPY scripts/install_deps.sh scripts/
 # Debian's Python refuses system-wide pip installs (PEP 668): the wheels go into a venv, which
 # is first on PATH, so install_deps.sh and the build use it. --image-build adds the CUDA
 # compiler from PyPI at torch's CUDA version (requirements-nvcc.txt).
+# Debian packages are not pinned (hadolint DL3008): bookworm's point and security updates
+# replace the old versions in the archive, so pins would break the build; the torch wheel and
+# every Python package are pinned (requirements*.txt).
 # Behind a TLS-intercepting proxy pip needs its CA: scripts/container_build.sh passes the
 # host's (bind-mounted); unset, pip uses its own bundle.
 ARG PIP_CERT

@@ -4,7 +4,8 @@
 - yamllint --strict clean on deploy/ (deploy/.yamllint.yaml);
 - every kustomize variant (single, multi, each with and without the Envoy component), rendered
   by kubectl kustomize, and the plain manifest files, validated against the Kubernetes
-  schemas of a pinned version (kubernetes-validate, strict: unknown fields fail); the
+  schemas of pinned versions, 1.30 and 1.37 (kubernetes-validate, strict: unknown fields
+  fail); the
   ServiceMonitor (a Prometheus Operator CRD, not in those schemas) against the
   prometheus-operator CRD models (cloudcoil-models-prometheus-operator, pydantic), with unknown
   fields refused too; any other kind without a schema fails;
@@ -28,7 +29,7 @@ from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
 repo = sys.argv[1]
 deploy = os.path.join(repo, "deploy")
 k8s = os.path.join(deploy, "k8s")
-K8S_VERSION = "1.33.0"  # the Kubernetes version the manifests are checked against
+K8S_VERSIONS = ("1.30.0", "1.37.0")  # oldest with the preStop sleep action; newest in the wheel
 
 
 def run(*cmd, **kw):
@@ -84,12 +85,14 @@ def validate(doc, where):
         extra = unknown_keys(doc, strict_dump(sm))
         assert not extra, f"{name}: fields the ServiceMonitor CRD does not have: {extra}"
         return
-    try:
-        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as e:
-        raise AssertionError(f"{name}: {'.'.join(map(str, e.path))}: {e.message}") from None
-    except kubernetes_validate.SchemaNotFoundError as e:
-        raise AssertionError(f"{name}: {e.message}") from None
+    for version in K8S_VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            raise AssertionError(
+                f"{name} (Kubernetes {version}): {'.'.join(map(str, e.path))}: {e.message}") from None
+        except kubernetes_validate.SchemaNotFoundError as e:
+            raise AssertionError(f"{name}: {e.message}") from None
 
 
 # The checks must be able to fail: a typo'd field and a bad value in each kind of check.
@@ -107,7 +110,8 @@ for bad in ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
     raise AssertionError(f"schema check accepted {bad}")
 
 kubectl = shutil.which("kubectl")
-assert kubectl, "kubectl not found (kubectl kustomize renders the variants)"
+assert kubectl, ("kubectl not found: it renders the kustomize variants (kubectl kustomize, "
+                 "kustomize v5; the CI machine image ships kubectl 1.32)")
 
 
 def render(variant, envoy):
@@ -138,7 +142,7 @@ for p in plain:
     for d in yaml.safe_load_all(open(p)):
         validate(d, os.path.relpath(p, repo))
 counts = {f"{v}{'+envoy' if e else ''}": len(d) for (v, e), d in rendered.items()}
-print(f"kubernetes-validate {K8S_VERSION} (strict): {counts} resources, {len(plain)} files; "
+print(f"kubernetes-validate {' and '.join(K8S_VERSIONS)} (strict): {counts} resources, {len(plain)} files; "
       "ServiceMonitor against the prometheus-operator CRD models")
 
 
