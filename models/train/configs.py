@@ -74,7 +74,7 @@ class TrainConfig:
     vae_steps: int = 3000
     vae_batch: int = 32
     vae_crop: int = 256
-    vae_lr: float = 4e-4
+    vae_lr: float = 8e-4
     vae_kl: float = 1e-6
     vae_scenes: int = 6000          # distinct scenes the autoencoder sees (rendered at 3 sizes)
     # transformer + text encoders

@@ -80,13 +80,22 @@ def to_unit(imgs: np.ndarray):
 
 
 class PromptTokenizer:
-    """T5 and CLIP ids of prompts, padded as the engine pads them; cached per prompt."""
+    """T5 and CLIP ids of prompts, padded as the engine pads them; cached per prompt.
+
+    `tokenizer_dir` holds t5/ and clip/ as models/tokenizer_files writes them, or is a bundle
+    (or checkpoint) folder holding spiece.model, vocab.json and merges.txt."""
 
     def __init__(self, tokenizer_dir: str, t5_max_length: int, clip_max_length: int = 77):
         from transformers import CLIPTokenizer, T5Tokenizer
 
-        self.t5 = T5Tokenizer.from_pretrained(os.path.join(tokenizer_dir, "t5"))
-        self.clip = CLIPTokenizer.from_pretrained(os.path.join(tokenizer_dir, "clip"))
+        if os.path.isdir(os.path.join(tokenizer_dir, "t5")):
+            self.t5 = T5Tokenizer.from_pretrained(os.path.join(tokenizer_dir, "t5"))
+            self.clip = CLIPTokenizer.from_pretrained(os.path.join(tokenizer_dir, "clip"))
+        else:
+            self.t5 = _SentencePieceT5(os.path.join(tokenizer_dir, "spiece.model"))
+            self.clip = CLIPTokenizer(os.path.join(tokenizer_dir, "vocab.json"),
+                                      os.path.join(tokenizer_dir, "merges.txt"),
+                                      pad_token="<|endoftext|>")
         self.t5_max_length = t5_max_length
         self.clip_max_length = clip_max_length
         self._cache: Dict[str, Tuple[List[int], List[int]]] = {}
@@ -113,3 +122,24 @@ class PromptTokenizer:
         size, CLIP bos id, CLIP eos id): the sizes of the embedding tables."""
         v = self.clip.get_vocab()
         return (len(self.t5), len(v), v["<|startoftext|>"], v["<|endoftext|>"])
+
+
+class _SentencePieceT5:
+    """The T5 layout from a bare spiece.model: pieces, </s> (1), <pad> (0) to max_length (what
+    transformers' T5Tokenizer gives for the grammar's captions; tests/train checks it)."""
+
+    class _Ids:
+        def __init__(self, ids: List[int]):
+            self.input_ids = ids
+
+    def __init__(self, path: str):
+        import sentencepiece as spm
+
+        self.sp = spm.SentencePieceProcessor(model_file=path)
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size() + 100   # + <extra_id_0..99>, as T5Tokenizer
+
+    def __call__(self, text: str, max_length: int, padding: str, truncation: bool) -> "_Ids":
+        ids = self.sp.encode(text)[:max_length - 1] + [1]
+        return self._Ids(ids + [0] * (max_length - len(ids)))

@@ -105,10 +105,15 @@ def training_attention():
 @torch.no_grad()
 def generate(flux, t5, clip, vae, tokenizer, prompts: Sequence[str], seeds: Sequence[int],
              width: int, height: int, steps: int, guidance: float,
-             device: str = "cpu", amp: bool = False, negative: str = "") -> np.ndarray:
-    """uint8 [B, H, W, 3] images, the engine's recipe in eager PyTorch (full attention)."""
+             device: str = "cpu", amp: bool = False, negative: str = "",
+             pattern: str = "full", group: Sequence[int] = (16, 16), radius: int = 1,
+             full_first: int = 0) -> np.ndarray:
+    """uint8 [B, H, W, 3] images: the engine's recipe (seeded noise per image, FLUX sigmas,
+    Euler, true CFG against `negative`) in PyTorch. Eager modules run full attention only
+    (training ops); a bundle's TorchScript modules take any pattern, with full attention for
+    the first `full_first` steps as the engine's per-request option."""
     gh, gw = height // 16, width // 16
-    c = vae.latent_channels
+    c = int(vae.latent_channels)
     noise = [torch.randn(c, 2 * gh, 2 * gw, generator=torch.Generator().manual_seed(int(s)))
              for s in seeds]
     x = pack(torch.stack(noise)).to(device)
@@ -120,11 +125,14 @@ def generate(flux, t5, clip, vae, tokenizer, prompts: Sequence[str], seeds: Sequ
         pooled = clip(idsc.to(device), None)[1]
         for i in range(steps):
             t = torch.full((2 * b,), sigmas[i], device=device)
-            v = flux(torch.cat([x, x]), seq, pooled, t, None, gh, gw, "full").float()
+            p = "full" if i < full_first else pattern
+            v = flux(torch.cat([x, x]), seq, pooled, t, None, gh, gw, p, int(group[0]),
+                     int(group[1]), radius).float()
             v_pos, v_neg = v[:b], v[b:]
             v = v_neg + guidance * (v_pos - v_neg)
             x = x + (sigmas[i + 1] - sigmas[i]) * v
-        img = vae.decode_image(unpack(x, gh, gw, c).to(next(vae.parameters()).dtype))
+        dtype = next(vae.parameters()).dtype
+        img = vae.decode_image(unpack(x, gh, gw, c).to(dtype), 0)
     return img.cpu().numpy()
 
 
