@@ -112,6 +112,12 @@ def train_autoencoder(cfg, pools: List[np.ndarray], device: str,
     amp = cfg.amp and device.startswith("cuda")
     t0 = time.time()
     for step in range(cfg.vae_steps):
+        if (time.time() - t0) / 60 > cfg.vae_max_minutes:
+            log(f"autoencoder: wall-time budget of {cfg.vae_max_minutes} min reached at step "
+                f"{step}")
+            curve.append({"step": step, "stopped": True, "loss": curve[-1]["loss"] if curve
+                          else float("nan"), "s": time.time() - t0})
+            break
         lr = cfg.vae_lr * min(1.0, (step + 1) / 100) * (1 - 0.9 * step / max(1, cfg.vae_steps))
         for group in opt.param_groups:
             group["lr"] = lr

@@ -77,6 +77,7 @@ class TrainConfig:
     vae_lr: float = 8e-4
     vae_kl: float = 1e-6
     vae_scenes: int = 6000          # distinct scenes the autoencoder sees (rendered at 3 sizes)
+    vae_max_minutes: float = 4.0    # the autoencoder phase stops here if the GPU is slower
     # transformer + text encoders
     steps: int = 9000
     lr: float = 4e-4

@@ -74,7 +74,7 @@ def prepare_latents(cfg, ae, renderer, tok, shift, scale, device, log) -> List[D
     for i, ((w, h), (n, batch, weight)) in enumerate(cfg.buckets.items()):
         t0 = time.time()
         lat, caps = [], []
-        chunk = 2048
+        chunk = int(np.clip(2 ** 28 // (w * h), 128, 4096))   # ~0.8 GB of pixels at a time
         all_seeds = data.seeds("train", n, i)
         for s in range(0, n, chunk):
             imgs, c = renderer.render(all_seeds[s:s + chunk], w, h)
