@@ -9,6 +9,8 @@
   ServiceMonitor (a Prometheus Operator CRD, not in those schemas) against the
   prometheus-operator CRD models (cloudcoil-models-prometheus-operator, pydantic), with unknown
   fields refused too; any other kind without a schema fails;
+- the Envoy front's config parsed as Envoy's Bootstrap message (envoy-data-plane: Envoy's API
+  types; unknown fields and bad enum values fail, inside typed_config too);
 - what the variants must differ in, and how the Envoy front hangs together with the server
   (TLS files where the Secret is mounted, the upstream = the headless Service's gRPC port,
   HTTP/2 both ways, health on the readiness service, the API's gRPC package routed);
@@ -22,9 +24,13 @@ import subprocess
 import sys
 import tempfile
 
+import importlib
+import json
+
 import kubernetes_validate
 import yaml
 from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
+from envoy_data_plane.envoy.config.bootstrap.v3 import Bootstrap
 
 repo = sys.argv[1]
 deploy = os.path.join(repo, "deploy")
@@ -152,6 +158,47 @@ def by_kind(docs):
         out.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
     return out
 
+
+# ---- Envoy's config against Envoy's API ----
+def any_types(o):
+    if isinstance(o, dict):
+        if "@type" in o:
+            yield o["@type"]
+        for v in o.values():
+            yield from any_types(v)
+    elif isinstance(o, list):
+        for v in o:
+            yield from any_types(v)
+
+
+def envoy_parse(cfg):
+    # The typed_config messages are registered by importing their packages.
+    for t in set(any_types(cfg)):
+        importlib.import_module("envoy_data_plane." + t.split("/", 1)[1].rsplit(".", 1)[0])
+    return Bootstrap.from_dict(cfg)
+
+
+envoy_cfg = yaml.safe_load(open(os.path.join(k8s, "envoy", "envoy-config.yaml")))
+try:
+    parsed = envoy_parse(envoy_cfg)
+except Exception as e:
+    raise AssertionError(f"deploy/k8s/envoy/envoy-config.yaml is not a valid Envoy Bootstrap: {e}")
+assert parsed.static_resources.clusters[0].name == "grat_server"
+for path, key, value in ((("static_resources", "clusters", 0), "lb_polcy", "ROUND_ROBIN"),
+                         (("static_resources", "clusters", 0), "lb_policy", "ROUND_ROBBIN"),
+                         (("static_resources", "listeners", 0, "filter_chains", 0, "filters", 0,
+                           "typed_config"), "codec_typ", "HTTP2")):
+    bad = json.loads(json.dumps(envoy_cfg))
+    node = bad
+    for p in path:
+        node = node[p]
+    node[key] = value
+    try:
+        envoy_parse(bad)
+    except Exception:
+        continue
+    raise AssertionError(f"the Envoy check accepted {key}: {value}")
+print("Envoy config: a valid Bootstrap (envoy-data-plane)")
 
 # ---- the variants ----
 single, multi = by_kind(rendered["single", False]), by_kind(rendered["multi", False])
