@@ -7,16 +7,18 @@
 Detection (`detect`): the image is box-filtered down to a working size (short side
 WORK_SIDE), every pixel takes the nearest colour of the world's palette (object colours and
 background colours), strictly (close to it and clearly closer than to the second nearest:
-soft edges and blends stay unlabelled) and loosely. Each object colour's loose mask is closed
-and opened with a 3x3 square (pinholes and one-pixel rims go); its connected components of at
-least MIN_AREA (of the short side squared) pixels, a quarter of that strictly labelled, are
-objects, so specks and the rims a blend of two colours leaves are ignored (hysteresis). An object's shape
-is the template nearest in fill ratio, solidity and row / column coverage profiles (holes
-filled); templates are world.py's polygons at the object's pixel size through the same
-labelling. Boxes far from square or profiles far from every template are "unknown".
-Positions are bounding-box centres relative to the image, sizes the side of the shape's
-bounding box over the short side as world.py defines them (estimated from the area and the
-shape's fill ratio, which blur changes less than the bounding box).
+soft edges and blends stay unlabelled) and loosely. Each object colour's loose mask grows up
+to two pixels into its soft edge (pixels on the blend line between the colour and a
+background colour, at least half object), is closed and opened with a 3x3 square (pinholes
+and one-pixel rims go), and its connected components of at least MIN_AREA (of the short side
+squared) pixels, a quarter of that strictly labelled, are objects: specks and the rims a
+blend of two colours leaves are ignored (hysteresis). An object's shape is the template
+nearest in fill ratio, solidity and row / column coverage profiles (holes filled); templates
+are world.py's polygons at the object's pixel size through the same labelling. Boxes far from
+square or profiles far from every template are "unknown". Positions are bounding-box centres
+relative to the image, sizes the side of the shape's bounding box over the short side as
+world.py defines them (estimated from the area and the shape's fill ratio, which blur changes
+less than the bounding box).
 
 Scoring (`score`): every clause of the caption's Spec is checked and reported:
   count      each group (colour, shape): exactly `count` such objects
@@ -42,6 +44,7 @@ MAX_DIST = 110.0         # a pixel is labelled only within this RGB distance of 
 RATIO = 0.6              # ... and when that distance is below RATIO x the second nearest;
 WEAK_DIST = 160.0        # objects are the connected regions labelled within these looser
 WEAK_RATIO = 0.9         # bounds that hold MIN_AREA strictly labelled pixels (hysteresis)
+BLEND_RESIDUAL = 45.0    # RGB distance to an object/background blend line of a soft edge
 MIN_AREA = 0.003         # smallest object, fraction of short side squared
 MAX_ASPECT = 1.6         # bounding boxes further from square are not a single shape
 MAX_SHAPE_DIST = 0.5     # shape_distance above which the shape is unknown
@@ -263,7 +266,7 @@ def templates(side: int = 64) -> Dict[str, np.ndarray]:
                                              side * ss):
                 draw.polygon(poly, fill=world.COLOURS["red"])
             x = np.asarray(img.resize((n, n), Image.BOX), dtype=np.float32)
-            comp, keep = colour_components(*label_pixels(x), PALETTE_NAMES.index("red"), 1)
+            comp, keep = colour_components(x, *label_pixels(x), PALETTE_NAMES.index("red"), 1)
             ys, xs = np.nonzero(comp == keep[0])
             m = comp == keep[0]
             feats.append(shape_features(m[ys.min():ys.max() + 1, xs.min():xs.max() + 1]))
@@ -302,12 +305,27 @@ def label_pixels(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return np.where(strong, order[..., 0], -1), np.where(weak, order[..., 0], -1)
 
 
-def colour_components(strong: np.ndarray, weak: np.ndarray, k: int,
+def blend_mask(x: np.ndarray, k: int) -> np.ndarray:
+    """Pixels that are a blend of object colour k with a background colour, at least half the
+    object's (a soft edge's inner half), within BLEND_RESIDUAL of that blend line."""
+    c = PALETTE[k]
+    out = np.zeros(x.shape[:2], bool)
+    for b in PALETTE[NUM_OBJECT_COLOURS:]:
+        d = c - b
+        a = ((x - b) @ d) / float(d @ d)
+        res = np.sqrt(((x - b - a[..., None] * d) ** 2).sum(-1))
+        out |= (a >= 0.5) & (a <= 1.5) & (res <= BLEND_RESIDUAL)
+    return out
+
+
+def colour_components(x: np.ndarray, strong: np.ndarray, weak: np.ndarray, k: int,
                       min_area: float) -> Tuple[np.ndarray, List[int]]:
-    """Objects of palette colour k (hysteresis): components of the cleaned loose mask of at
-    least min_area pixels holding at least a quarter of that strictly labelled. Component
-    labels and the kept ones."""
-    comp = components(_clean(weak == k))
+    """Objects of palette colour k (hysteresis): components of the cleaned loose mask, grown
+    by up to two pixels into its soft edge (blend_mask), of at least min_area pixels holding
+    at least a quarter of that strictly labelled. Component labels and the kept ones."""
+    mask = weak == k
+    mask |= blend_mask(x, k) & _shift_or(_shift_or(mask))
+    comp = components(_clean(mask))
     n = int(comp.max())
     if n == 0:
         return comp, []
@@ -328,7 +346,7 @@ def detect(image) -> Tuple[List[Detected], Tuple[str, ...]]:
     for k in range(NUM_OBJECT_COLOURS):
         if (strong == k).sum() < MIN_AREA * short * short / 4:
             continue
-        comp, keep = colour_components(strong, weak, k, MIN_AREA * short * short)
+        comp, keep = colour_components(x, strong, weak, k, MIN_AREA * short * short)
         for c in keep:
             ys, xs = np.nonzero(comp == c)
             y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
