@@ -46,7 +46,8 @@ def _pillow_curves(path: str, curves: Dict[str, List[Dict]], key: str) -> None:
         hi = hi if hi > lo else lo + 1
         sx = (pw - 10 - m) / max(steps.max() - steps.min(), 1)
         sy = (ph - m - 10) / (hi - lo)
-        xy = [(x0 + m + (s - steps.min()) * sx, ph - m - (v - lo) * sy) for s, v in zip(steps, vals)]
+        xy = [(x0 + m + (s - steps.min()) * sx, ph - m - (v - lo) * sy)
+              for s, v in zip(steps, vals)]
         draw.line(xy, fill=(30, 70, 200), width=1)
         draw.text((x0 + m + 4, 12), f"{10 ** hi:.3g}", fill="black")
         draw.text((x0 + m + 4, ph - m - 14), f"{10 ** lo:.3g}", fill="black")

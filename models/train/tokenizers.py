@@ -5,9 +5,9 @@ T5-style SentencePiece unigram `spiece.model` and a CLIP byte-level BPE `vocab.j
     python -m models.train.tokenizers OUT_DIR     # OUT_DIR/t5/spiece.model, OUT_DIR/clip/...
 
 The training text is every word of the grammar, every phrase (world.phrase_corpus) and the
-captions of seeds 0..CORPUS_SEEDS-1, so every word is frequent: each grammar word becomes one T5 piece
-and one CLIP token, every caption round-trips and no unknown token is ever produced (tested
-in tests/train/test_tokenizers.py).
+captions of seeds 0..CORPUS_SEEDS-1, so every word is frequent: each grammar word becomes one
+T5 piece and one CLIP token, every caption round-trips and no unknown token is ever produced
+(tested in tests/train/test_tokenizers.py).
 """
 import argparse
 import os

@@ -493,9 +493,9 @@ def phrase_corpus() -> List[str]:
 
 def wrong_specs(scene: Scene) -> List[Tuple[str, Spec]]:
     """Specs that are false for `scene`, one per kind of change that applies, deterministic:
-    colour, shape, count (one group's; not in relation captions), position, size (small <-> large), relation
-    (operands swapped, and the perpendicular relation), background (another colour) and a
-    dropped group (the caption leaves out objects that are there)."""
+    colour, shape, count (one group's; not in relation captions), position, size (small <->
+    large), relation (operands swapped, and the perpendicular relation), background (another
+    colour) and a dropped group (the caption leaves out objects that are there)."""
     spec, out = scene.spec, []
     rng = np.random.default_rng([scene.seed, 0xBAD])
     used = {(g.colour, g.shape) for g in spec.groups}
