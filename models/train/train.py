@@ -238,6 +238,9 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
     t_start = time.time()
     device = cfg.device
     if device.startswith("cuda"):
+        # cuDNN's SDPA backward fails (mha_graph.execute) on the H200 with torch 2.11 for
+        # these shapes; flash / memory-efficient attention train them.
+        torch.backends.cuda.enable_cudnn_sdp(False)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed)
