@@ -78,8 +78,9 @@ if [ "$image_build" = 1 ]; then
     -o "$cuda/lib/stubs/libcuda.so"
   # Debian's CMake 3.25.1 fails in FindCUDAToolkit when the toolkit has no libnvToolsExt (the
   # wheels have only the header-only nvtx3) and the project asks for CMake >= 3.25: it sets a
-  # property on the missing CUDA::nvToolsExt target. CMake 3.25.2's fix, applied in the image
-  # (the CI machine's CMake carries the same).
+  # property on the missing CUDA::nvToolsExt target. Later CMake releases guard it with
+  # `TARGET CUDA::nvToolsExt`; the same guard here, in the image only (the CI machine's CMake
+  # module carries exactly this edit).
   for mod in /usr/share/cmake-3.25/Modules/FindCUDAToolkit.cmake; do
     [ -f "$mod" ] || continue
     sed -i 's/^\( *\)if(CMAKE_MINIMUM_REQUIRED_VERSION VERSION_GREATER_EQUAL 3\.25)$/\1if(TARGET CUDA::nvToolsExt AND CMAKE_MINIMUM_REQUIRED_VERSION VERSION_GREATER_EQUAL 3.25)/' "$mod"
