@@ -31,9 +31,11 @@ from PIL import Image
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "clients", "python"))
 import generate as client  # noqa: E402
 from models.train import checker, world  # noqa: E402
+from provenance import commit_of  # noqa: E402
 
 CAPTION_SEED0 = 900_000  # the benchmark's scenes: world.make_scene(CAPTION_SEED0 + i)
 
@@ -138,14 +140,6 @@ def gpu_name(device: str) -> str:
         return "unknown GPU"
 
 
-def commit_of() -> str:
-    try:
-        return subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
 def figure(path: str, rows, modes, side: int = 256):
     """A grid: one row per (caption, size), one column per mode, the caption above each row."""
     from PIL import ImageDraw
@@ -229,6 +223,8 @@ def main(argv=None) -> int:
         for (ci, seed, size, mode), img in images.items():
             Image.fromarray(img).save(os.path.join(args.images, f"{size}_{ci:04d}_{seed}_{mode}.png"))
 
+    # Each image is checked once: the full-attention verdicts serve every mode and the figure.
+    verdicts = {case: checker.check(img, scenes[case[0]].spec) for case, img in images.items()}
     records, summary = [], {}
     for size in sizes:
         for mode in modes:
@@ -237,9 +233,8 @@ def main(argv=None) -> int:
             for ci, scene in enumerate(scenes):
                 for seed in range(args.seeds):
                     img = images[(ci, seed, size, mode)]
-                    v = checker.check(img, scene.spec)
-                    full_ok = checker.check(images[(ci, seed, size, "full")], scene.spec).ok \
-                        if mode != "full" else v.ok
+                    v = verdicts[(ci, seed, size, mode)]
+                    full_ok = verdicts[(ci, seed, size, "full")].ok
                     rec = {"caption": scene.caption, "scene_seed": scene.seed,
                            "seed": noise_seed(ci, seed),
                            "size": size, "mode": mode, "ok": v.ok, "reasons": v.reasons}
@@ -293,8 +288,8 @@ def main(argv=None) -> int:
         for ci in range(min(args.figure_rows, len(scenes))):
             size = sizes[-1]
             imgs = {m: images[(ci, 0, size, m)] for m in modes}
-            verdicts = {m: checker.check(imgs[m], scenes[ci].spec).ok for m in modes}
-            rows.append((f"{size}^2: {scenes[ci].caption}", imgs, verdicts))
+            marks = {m: verdicts[(ci, 0, size, m)].ok for m in modes}
+            rows.append((f"{size}^2: {scenes[ci].caption}", imgs, marks))
         figure(args.figure, rows, modes)
         print(f"wrote {args.figure}")
 

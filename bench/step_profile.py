@@ -14,12 +14,14 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 
 import torch
 import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from provenance import commit_of  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -46,14 +48,6 @@ def group_of(name: str) -> str:
         if re.search(pattern, low):
             return label
     return OTHER
-
-
-def commit_of() -> str:
-    try:
-        return subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def inputs(bundle: str, res: int, batch: int, device: str, dtype: torch.dtype):
