@@ -35,17 +35,23 @@ grat_prepare_flux_suite() {
 #   grat_chain_start WORK LOGS      runs WORK/chain.sh detached, output in LOGS/suite.log
 #   grat_chain_wait WORK LOGS SECS  waits until it printed SUITE-DONE or ended (at most SECS),
 #                                   copies LOGS into $OUT and prints the log's tail
+#   grat_chain_until_done WORK LOGS SECS   the waiting alone (run_default_model.sh packs LOGS
+#                                          itself, within the device tool's file limits)
 grat_chain_start() {
   setsid bash "$1/chain.sh" >"$2/suite.log" 2>&1 </dev/null &
   echo "started"
 }
-grat_chain_wait() {
+grat_chain_until_done() {
   local work=$1 logs=$2 limit=$3 start
   start=$(date +%s)
   while ! grep -q SUITE-DONE "$logs/suite.log" 2>/dev/null && pgrep -f "$work/chain.sh" >/dev/null; do
     [ $(($(date +%s) - start)) -ge "$limit" ] && break
     sleep 5
   done
+}
+grat_chain_wait() {
+  grat_chain_until_done "$1" "$2" "$3"
+  local logs=$2
   cp "$logs"/* "${OUT:-/tmp}/" 2>/dev/null || true
   grep -v '^\[' "$logs/suite.log" | tail -40
 }

@@ -50,12 +50,7 @@ CHAIN
   grat_chain_start "$work" "$logs"
   ;;
 wait)
-  limit=${2:?seconds}
-  start=$(date +%s)
-  while ! grep -q SUITE-DONE "$logs/suite.log" 2>/dev/null && pgrep -f "$work/chain.sh" >/dev/null; do
-    [ $(($(date +%s) - start)) -ge "$limit" ] && break
-    sleep 5
-  done
+  grat_chain_until_done "$work" "$logs" "${2:?seconds}"
   dest=${OUT:-/tmp}
   cp "$logs/suite.log" "$dest/"
   tar -C "$logs" -czf "$dest/results.tgz" --exclude suite.log .
