@@ -7,7 +7,7 @@
 #   2. a GPU smoke run of every training phase (seconds): a broken recipe stops here
 #   3. the training (python -m models.train.train), the checkpoint and the bundle
 #   4. bench/fidelity_bench.py on the bundle: full, GRAT-B, GRAT-X and full-first-k at 512^2
-#      and 1024^2, 200 captions
+#      and 1024^2 (one run per size), 200 captions
 # `wait` brings back what the chain wrote, within the device tool's limits (8 files of at most
 # 16 MiB): results.tgz (curves, grids, JSON, logs), the checkpoint folder as a tar in 15 MiB
 # parts (ckpt.tar.part-aa, ...: `cat ckpt.tar.part-* | tar x`) and the chain's log.
@@ -36,15 +36,20 @@ ninja -C $work/build grat_kernels >$logs/build_kernels.log 2>&1 || { tail -30 $l
 export GRAT_OPS_LIB=$work/build/kernels/libgrat_kernels.so
 (ninja -C $work/build grat_server >$logs/build_server.log 2>&1; echo "server build rc \$?" >>$logs/build_server.log) &
 server_build=\$!
-python3 -m models.train.train --smoke --device cuda --out $work/smoke >$logs/smoke.log 2>&1 ||
+python3 -m models.train.train --smoke --device cuda --steps 24 --out $work/smoke >$logs/smoke.log 2>&1 ||
   { tail -40 $logs/smoke.log; exit 1; }
+grep -i "cuda graph" $logs/smoke.log | sed 's/^\[[^]]*\] /smoke: /'
 echo "smoke ok at \${SECONDS}s"
 python3 -m models.train.train --out $work/ckpt --bundle $work/bundle --results $logs $* \
   2>&1 | tee $logs/train.log | grep -v Warning || { echo "training FAILED"; exit 1; }
 wait \$server_build; tail -3 $logs/build_server.log
-python3 bench/fidelity_bench.py --bundle $work/bundle --server-bin $work/build/server/grat_server \
-  --device cuda:0 --sizes 512,1024 --captions 200 --modes full,B,X,first4 --clients 16 \
-  --commit $commit --out $logs/fidelity.json --figure $logs/fidelity.png --images $work/images
+grep -i "cuda graph" $logs/train.log | sed 's/^\[[^]]*\] /train: /'
+for size in 512 1024; do   # one size at a time: a chain cut short keeps the finished size
+  python3 bench/fidelity_bench.py --bundle $work/bundle --server-bin $work/build/server/grat_server \
+    --device cuda:0 --sizes \$size --captions 200 --modes full,B,X,first4 --clients 16 \
+    --commit $commit --out $logs/fidelity_\$size.json --figure $logs/fidelity_\$size.png \
+    --images $work/images 2>&1 | tail -15
+done
 echo SUITE-DONE
 CHAIN
   grat_chain_start "$work" "$logs"
@@ -58,5 +63,6 @@ wait)
     tar -C "$work" -cf - ckpt | split -b 15M - "$dest/ckpt.tar.part-"
   fi
   grep -v '^\[' "$logs/suite.log" | tail -40
+  grep '^\[' "$logs/suite.log" | tail -4   # the training's latest lines
   ;;
 esac

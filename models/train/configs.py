@@ -87,6 +87,7 @@ class TrainConfig:
     caption_dropout: float = 0.1
     ema: float = 0.999
     grad_clip: float = 1.0
+    cuda_graphs: bool = True        # replay each bucket's step from a CUDA graph (graphs.py)
     buckets: Buckets = Buckets((
         # w, h, scenes, batch, weight
         (256, 256, 60000, 96, 0.40),

@@ -36,7 +36,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from models.train import checker, checkpoint, configs, data, flow, plots, world
+from models.train import checker, checkpoint, configs, data, flow, graphs, plots, world
 from models.train.autoencoder import (encode_mean, latent_stats, reconstruction_psnr,
                                       train_autoencoder)
 
@@ -129,17 +129,16 @@ def train_transformer(cfg, buckets, tok, device, log, t_start):
     models = [flux, t5, clip]
     emas = [copy.deepcopy(m).eval().requires_grad_(False) for m in models]
     params = [p for m in models for p in m.parameters()]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8)
+    use_graphs = cfg.cuda_graphs and device.startswith("cuda")
+    opt = graphs.make_optimizer(cfg, params, device, capturable=use_graphs)
     rng = np.random.default_rng([cfg.seed, 4])
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 4)
     weights = np.array([b["weight"] for b in buckets])
     weights = weights / weights.sum()
-    empty5, emptyc = (t.to(device) for t in tok.batch([""]))
+    empties = tuple(t.to(device) for t in tok.batch([""]))
     amp = cfg.amp and device.startswith("cuda")
+    stepper = graphs.Stepper(cfg, models, params, opt, buckets, empties, gen, device, amp,
+                             use_graphs, log)
     keys = [f"{b['size'][0]}x{b['size'][1]}" for b in buckets]
     curve, per_bucket = [], {k: [] for k in keys}
     running, t0 = [], time.time()   # (step, bucket, loss tensor): read back at log steps only
@@ -153,34 +152,13 @@ def train_transformer(cfg, buckets, tok, device, log, t_start):
             break
         frac = (time.time() - t_phase) / phase_budget_s if phase_budget_s > 0 else 1.0
         lr = lr_at(cfg, step, frac)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        graphs.set_lr(opt, lr)
         bi = int(rng.choice(len(buckets), p=weights))
-        b = buckets[bi]
-        idx = torch.as_tensor(rng.integers(0, len(b["captions"]), b["batch"]), device=device)
-        x0 = b["latents"][idx].float()
-        drop = torch.as_tensor(rng.random(len(idx)) < cfg.caption_dropout,
-                               device=device).view(-1, 1)
-        ids5 = torch.where(drop, empty5, b["t5"][idx])
-        idsc = torch.where(drop, emptyc, b["clip"][idx])
-        gh, gw = b["grid"]
-        sigma = flow.train_sigmas(len(idx), gh * gw, gen, device)
-        noise = torch.randn(x0.shape, generator=gen, device=device)
-        s = sigma.view(-1, 1, 1)
-        xt = (1 - s) * x0 + s * noise
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp), flow.training_attention():
-            seq = t5(ids5, None)
-            pooled = clip(idsc, None)[1]
-            v = flux(xt, seq, pooled, sigma, None, gh, gw, "full")
-        loss = ((v.float() - (noise - x0)) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
+        loss, gnorm = stepper.step(bi)
         d = min(cfg.ema, (1 + step) / (10 + step))
         for e, m in zip(emas, models):
             flow.ema_update(e, m, d)
-        running.append((step, bi, loss.detach()))
+        running.append((step, bi, loss))
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             values = torch.stack([r[2] for r in running]).tolist()
             for (st, k, _), v in zip(running, values):
@@ -195,7 +173,7 @@ def train_transformer(cfg, buckets, tok, device, log, t_start):
         values = torch.stack([r[2] for r in running]).tolist()
         for (st, k, _), v in zip(running, values):
             per_bucket[keys[k]].append({"step": st, "loss": v})
-    return emas, curve, per_bucket, stopped
+    return emas, curve, per_bucket, stopped, stepper.stats
 
 
 # ----------------------------------------------------------------------------- phase 5
@@ -287,8 +265,8 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
 
     # 4. transformer + text encoders
     t0 = time.time()
-    (flux, t5, clip), curve, per_bucket, stopped = train_transformer(cfg, buckets, tok, device,
-                                                                     log, t_start)
+    (flux, t5, clip), curve, per_bucket, stopped, graph_stats = train_transformer(
+        cfg, buckets, tok, device, log, t_start)
     timings["transformer_s"] = time.time() - t0
     del buckets
 
@@ -336,6 +314,7 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
                    "vae_encoder": flow.param_count(ae.encoder)},
         "weight_bytes": sizes, "weight_bytes_total": sum(sizes.values()),
         "timings_s": timings, "total_s": time.time() - t_start, "stopped_early_at": stopped,
+        "cuda_graphs": graph_stats,
         "autoencoder": {"psnr_db": psnr, "shift_factor": shift, "scaling_factor": scale,
                         "curve": ae_curve},
         "transformer_curve": curve, "checker": ev,
@@ -379,12 +358,16 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None, help="transformer steps (override)")
+    ap.add_argument("--no-graphs", action="store_true",
+                    help="run every transformer step eagerly (no CUDA graphs)")
     ap.add_argument("--minutes", type=float, default=None,
                     help="wall-time budget after which the transformer phase stops (override)")
     a = ap.parse_args(argv)
     cfg = configs.PRESETS["smoke" if a.smoke else (a.config or "full")]()
     over = {k: v for k, v in (("device", a.device), ("seed", a.seed), ("steps", a.steps),
                               ("max_minutes", a.minutes)) if v is not None}
+    if a.no_graphs:
+        over["cuda_graphs"] = False
     cfg = dataclasses.replace(cfg, **over)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("train: no CUDA device (use --device cpu, or --smoke)")
