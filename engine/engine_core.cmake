@@ -43,8 +43,10 @@ add_library(grat_engine STATIC
   ${_pipe}/family.cpp
   ${_pipe}/flux_family.cpp
   ${_pipe}/hunyuan_family.cpp
-  ${_pipe}/pipeline.cpp)
+  ${_pipe}/pipeline.cpp
+  ${_pipe}/step_graph.cpp)
 target_include_directories(grat_engine PUBLIC ${CMAKE_CURRENT_LIST_DIR}/include)
-target_link_libraries(grat_engine PUBLIC grat_engine_core grat_tokenizers grat_kernels)
+target_link_libraries(grat_engine PUBLIC grat_engine_core grat_graph_cache grat_tokenizers
+  grat_kernels)
 target_compile_options(grat_engine PRIVATE ${GRAT_WARNINGS})
 set_target_properties(grat_engine PROPERTIES POSITION_INDEPENDENT_CODE ON)

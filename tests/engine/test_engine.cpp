@@ -283,6 +283,29 @@ TEST(EngineLoad, BadBundleAndOptionsAreErrors) {
   o.device = "cpu";
   o.dtype = "int8";
   EXPECT_THROW(Engine::load(o), EngineLoadError);
+  o.dtype = "auto";
+  o.cuda_graphs.max_graphs = -1;
+  EXPECT_THROW(Engine::load(o), EngineLoadError);
+}
+
+// CUDA graphs are for CUDA devices only: asked for on the CPU, every step runs eagerly, nothing
+// is captured or logged, and the image is the graphs-off engine's.
+TEST_F(EngineTest, CudaGraphsStayOffOnTheCpu) {
+  EngineOptions o;
+  o.bundle = bundle_dir();
+  o.cuda_graphs.enabled = true;
+  std::vector<std::string> logged;
+  o.log = [&](const std::string& msg, const std::string&) { logged.push_back(msg); };
+  auto graphs = Engine::load(o);
+  Request r = request("a lighthouse at night", 5);
+  r.steps = 3;
+  const Result a = graphs->generate({Job{r, nullptr}})[0], b = one(r);
+  ASSERT_TRUE(a.error.ok() && b.error.ok()) << a.error.message << b.error.message;
+  EXPECT_EQ(a.bytes, b.bytes);
+  const GraphCacheStats s = graphs->graph_stats();
+  EXPECT_EQ(s.captures + s.hits + s.capture_failures, 0);
+  EXPECT_TRUE(graphs->graphs().empty());
+  EXPECT_TRUE(logged.empty());
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <sstream>
 
 #if GRAT_HAVE_CUDA
@@ -26,6 +27,30 @@ c10::ScalarType parse_dtype(const std::string& s, const c10::Device& device) {
 }
 
 Error invalid(const std::string& msg) { return Error{ErrorCode::kInvalidArgument, msg}; }
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (const char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (static_cast<unsigned char>(ch) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(ch));
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+// The default log: JSON lines on stderr, like the server's own.
+void log_to_stderr(const std::string& msg, const std::string& key) {
+  const std::string line = "{\"level\": \"info\", \"msg\": " + json_string(msg) +
+                           ", \"source\": \"engine\", \"graph_key\": " + json_string(key) + "}\n";
+  std::fputs(line.c_str(), stderr);
+}
 
 }  // namespace
 
@@ -88,13 +113,22 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options) {
     impl->memory_budget_gib = 0.92 * static_cast<double>(total) / (1ull << 30);
   }
 #endif
+  const GraphCacheOptions& go = options.cuda_graphs;
+  if (go.max_graphs < 0 || go.max_tokens < 0 || !(go.max_gib >= 0)) {
+    throw EngineLoadError("engine: cuda_graphs.max_graphs, max_tokens and max_gib must be >= 0");
+  }
   impl->family->load(impl->device, impl->dtype);
+  // The profiling executor compiles fused kernels on its second or third run: capture after.
+  impl->graphs = std::make_unique<StepGraphs>(go, impl->device, options.optimized_execution ? 2 : 0,
+                                              options.log ? options.log : log_to_stderr);
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
 const Manifest& Engine::manifest() const { return impl_->manifest; }
 const EngineOptions& Engine::options() const { return impl_->options; }
 double Engine::memory_budget_gib() const { return impl_->memory_budget_gib; }
+GraphCacheStats Engine::graph_stats() const { return impl_->graphs->cache().stats(); }
+std::vector<GraphInfo> Engine::graphs() const { return impl_->graphs->cache().graphs(); }
 void Engine::inject_oom_at_step(int64_t step) { impl_->inject_oom_step = step; }
 void Engine::inject_device_error_at_step(int64_t step) { impl_->inject_device_error_step = step; }
 void Engine::inject_hang_at_step(int64_t step, double seconds) {

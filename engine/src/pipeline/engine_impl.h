@@ -11,6 +11,7 @@
 
 #include "family.h"
 #include "grat/engine/engine.h"
+#include "step_graph.h"
 
 namespace grat::engine {
 
@@ -19,7 +20,8 @@ struct Engine::Impl {
   Manifest manifest;
   c10::Device device = c10::kCPU;
   c10::ScalarType dtype = c10::kFloat;
-  std::unique_ptr<Family> family;  // Flux images or HunyuanVideo clips
+  std::unique_ptr<Family> family;      // Flux images or HunyuanVideo clips
+  std::unique_ptr<StepGraphs> graphs;  // after family: destroyed before the modules
   int64_t inject_oom_step = -1;
   int64_t inject_device_error_step = -1;  // sticky: every later batch fails too
   int64_t inject_hang_step = -1;

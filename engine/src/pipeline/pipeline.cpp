@@ -1,6 +1,7 @@
 // The denoising pipeline of Engine::generate (see engine.h).
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <string>
@@ -12,6 +13,7 @@
 #include "engine_impl.h"
 #include "family.h"
 #include "grat/engine/attention_policy.h"
+#include "step_graph.h"
 
 #if GRAT_HAVE_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -104,9 +106,36 @@ DecodedBatch Engine::Impl::run(const std::vector<Job>& jobs, std::vector<size_t>
   const Manifest& m = manifest;
   Family& fam = *family;
   const int64_t steps = r0.steps > 0 ? r0.steps : m.defaults.steps;
-  const AttentionPolicy policy(r0.attention, fam.token_grid(r0), m.grat.pattern, m.grat.group,
-                               m.grat.radius);
+  const std::vector<int64_t> grid = fam.token_grid(r0);
+  const AttentionPolicy policy(r0.attention, grid, m.grat.pattern, m.grat.group, m.grat.radius);
   const bool cfg = m.defaults.true_cfg;
+  // Everything but the step's attention and batch size that its kernels depend on.
+  const auto step_key = [&](const StepAttention& a, int64_t batch, const TextBatch& text,
+                            const TextBatch& neg) {
+    StepGraphKey k;
+    k.model = m.name;
+    k.device = device.str();
+    k.dtype = c10::toString(dtype);
+    k.grid = grid;
+    k.batch = batch;
+    k.pattern = a.pattern;
+    k.group = a.group;
+    k.radius = a.radius;
+    k.text_tokens = text.seq.size(1);
+    // Valid text counts as the transformer gets them (none when all are valid); the negative
+    // prompt's after a -1.
+    for (const TextBatch* tb : {&text, &neg}) {
+      if (tb->valid.empty() || !tb->seq.defined()) continue;
+      if (std::any_of(tb->valid.begin(), tb->valid.end(),
+                      [&](int64_t v) { return v != tb->seq.size(1); })) {
+        if (tb == &neg) k.valid_text.push_back(-1);
+        k.valid_text.insert(k.valid_text.end(), tb->valid.begin(), tb->valid.end());
+      }
+    }
+    k.true_cfg = cfg;
+    k.guidance_embeds = fam.guidance_embeds;
+    return k;
+  };
 
   // Tokenize; a prompt the tokenizer refuses fails only its own job.
   std::vector<PromptTokens> pos, neg;
@@ -201,21 +230,22 @@ DecodedBatch Engine::Impl::run(const std::vector<Job>& jobs, std::vector<size_t>
       }
       const StepAttention a = policy.at_step(i);
       const at::Tensor t = at::full({x.size(0)}, sigmas[i], x.options());
-      auto velocity = [&](const TextBatch& tb) {
-        if (!options.profile_forwards) return fam.velocity(x, tb, t, g, a, r0);
-        synchronize(device);
-        const auto f0 = Clock::now();
-        at::Tensor out = fam.velocity(x, tb, t, g, a, r0);
+      // The step's velocity, the CFG pair combined: what a CUDA graph captures (step_graph.h).
+      const StepFn step = [&](const StepInputs& s) {
+        at::Tensor v = fam.velocity(s.x, s.text, s.t, s.g, a, r0);
+        if (!cfg) return v;
+        const at::Tensor vn = fam.velocity(s.x, s.neg, s.t, s.g, a, r0);
+        std::vector<int64_t> shape(static_cast<size_t>(s.x.dim()), 1);
+        shape[0] = -1;
+        return vn + s.g.view(shape) * (v - vn);
+      };
+      if (options.profile_forwards) synchronize(device);
+      const auto f0 = Clock::now();
+      const at::Tensor v = graphs->velocity(step_key(a, x.size(0), text, neg_text),
+                                            StepInputs{x, t, g, text, neg_text}, step);
+      if (options.profile_forwards) {
         synchronize(device);
         timings.forward_s += since(f0);
-        return out;
-      };
-      at::Tensor v = velocity(text);
-      if (cfg) {
-        const at::Tensor vn = velocity(neg_text);
-        std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
-        shape[0] = -1;
-        v = vn + g.view(shape) * (v - vn);
       }
       x = x + (sigmas[i + 1] - sigmas[i]) * v;
       if (i == 0) {
@@ -264,6 +294,7 @@ DecodedBatch Engine::Impl::run(const std::vector<Job>& jobs, std::vector<size_t>
       results[j].error = {ErrorCode::kOutOfMemory,
                           std::string("out of device memory: ") + e.what_without_backtrace()};
     }
+    graphs->clear();  // their pools go back before the cache is emptied
     release_memory(device);
   } catch (const c10::Error& e) {
     const std::string msg = e.what_without_backtrace();

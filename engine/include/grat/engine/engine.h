@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "grat/engine/graph_cache.h"
 #include "grat/engine/manifest.h"
 #include "grat/engine/observer.h"
 #include "grat/engine/request.h"
@@ -43,6 +44,14 @@ struct EngineOptions {
   // (model.yaml memory): 0 = on CUDA the device's total memory less 8% (context, cuBLAS
   // workspaces, fragmentation); on the CPU no check. Requests over it are refused up front.
   double memory_limit_gib = 0;
+  // CUDA graphs of denoising steps (graph_cache.h): captured on a step shape's first use and
+  // replayed after; CUDA devices only. Each graph holds device memory that memory_limit_gib's
+  // planning does not see: max_graphs / max_tokens / max_gib bound it, and out-of-memory drops
+  // every graph.
+  GraphCacheOptions cuda_graphs;
+  // Where the engine's few log lines go (graph captures, failures, evictions): (message, key).
+  // Null: one JSON object per line on stderr.
+  GraphCache::Log log;
 };
 
 struct Job {
@@ -102,6 +111,11 @@ class Engine {
   // The same up to the host copy of the decoded outputs; the caller runs encode (see
   // DecodedBatch), possibly on another thread while the next batch runs.
   DecodedBatch generate_decoded(const std::vector<Job>& jobs);
+
+  // The CUDA graph cache's counters and the graphs it holds (most recently used first).
+  // Thread-safe.
+  GraphCacheStats graph_stats() const;
+  std::vector<GraphInfo> graphs() const;
 
   // Testing: the next generate() fails with out-of-memory before step `step` (0-based).
   void inject_oom_at_step(int64_t step);
