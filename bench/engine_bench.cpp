@@ -1,8 +1,13 @@
 // Engine benchmark on one GPU with a full-size bundle: one denoising step per resolution x
 // attention (with the time outside the transformer forwards), and whole images with the stage
 // breakdown and peak memory. Prints tables; writes JSON (GPU, command, commit).
-// usage: engine_bench <bundle> <out.json> <commit> [step res,...] [patterns]
+// usage: engine_bench [--graphs] [--max-graphs=N] [--max-graph-tokens=N] [--warm-images]
+//                     <bundle> <out.json> <commit> [step res,...] [patterns]
 //                     [res:pattern[:batch[:steps]],...]
+// --graphs: CUDA graphs of the denoising steps (EngineOptions::cuda_graphs; off by default, as in
+// the engine); rows then carry what capture cost (graph_capture_s, graph_mib). --warm-images:
+// each image runs once before it is measured (first_wall_s), so a graph's capture, or any
+// first-use cost of the shape, stays out of the measured run.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 
@@ -35,9 +40,22 @@ Request make(int64_t res, const std::string& pattern, int64_t steps) {
   return r;
 }
 
+// What a row's requests added to the graph cache: capture seconds and the memory now held.
+std::string graph_fields(const Engine& engine, const GraphCacheStats& before) {
+  const GraphCacheStats s = engine.graph_stats();
+  std::ostringstream j;
+  j << ", \"graph_captures\": " << s.captures - before.captures
+    << ", \"graph_capture_s\": " << s.capture_s - before.capture_s
+    << ", \"graph_failures\": " << s.capture_failures - before.capture_failures
+    << ", \"graph_replays\": " << s.hits - before.hits
+    << ", \"graph_mib\": " << s.bytes / double(1 << 20);
+  return j.str();
+}
+
 // Per-step rows: two steps below 8192^2 and the second (warm) one reported, so first-use
 // costs (kernel module loads, cuBLAS heuristics for a new shape) stay out; one step at 8192^2,
 // where a full-attention step takes ~1.5 min and first-use costs are negligible.
+// With --graphs the first step captures and the reported one replays.
 void step_rows(Engine& engine, const std::vector<std::string>& res_list,
                const std::vector<std::string>& patterns,
                const std::function<void(std::string)>& row) {
@@ -49,6 +67,7 @@ void step_rows(Engine& engine, const std::vector<std::string>& res_list,
     double full = 0;
     for (const auto& p : patterns) {
       peak_gib_and_reset();
+      const GraphCacheStats g0 = engine.graph_stats();
       const Result r = engine.generate({Job{make(res, p, steps), nullptr}})[0];
       if (!r.error.ok()) {
         std::printf("%6lld %5s error: %s\n", static_cast<long long>(res), p.c_str(),
@@ -68,7 +87,7 @@ void step_rows(Engine& engine, const std::vector<std::string>& res_list,
       j << "{\"res\": " << res << ", \"requested\": \"" << p << "\", \"attention\": \""
         << r.attention << "\", \"steps_run\": " << steps << ", \"step_s\": " << step
         << ", \"forward_s\": " << fwd << ", \"first_step_s\": " << t.first_step_s
-        << ", \"peak_gib\": " << peak << "}";
+        << ", \"peak_gib\": " << peak << graph_fields(engine, g0) << "}";
       row(j.str());
     }
   }
@@ -77,7 +96,7 @@ void step_rows(Engine& engine, const std::vector<std::string>& res_list,
 // Whole images, "res:pattern[:batch[:steps]]" each (batch 1, 28 steps unless given): the stage
 // split of one batch (text encode, noise, denoise, decode, encode; encode is the slowest output's,
 // as a batch encodes in parallel), its wall time and what lies outside the steps.
-void image_rows(Engine& engine, const std::vector<std::string>& specs,
+void image_rows(Engine& engine, const std::vector<std::string>& specs, bool warm,
                 const std::function<void(std::string)>& row) {
   std::printf("%6s %5s %5s %-26s %7s %8s %8s %8s %8s %8s %9s\n", "res", "batch", "steps",
               "attention", "text s", "denoise", "decode", "encode", "wall", "outside", "peak GiB");
@@ -91,6 +110,13 @@ void image_rows(Engine& engine, const std::vector<std::string>& specs,
     for (int64_t i = 0; i < batch; ++i) {
       jobs.push_back(Job{make(res, p, steps), nullptr});
       jobs.back().request.seed += static_cast<uint64_t>(i);
+    }
+    const GraphCacheStats g0 = engine.graph_stats();
+    double first_wall = 0;
+    if (warm) {
+      const auto f0 = std::chrono::steady_clock::now();
+      engine.generate(jobs);
+      first_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - f0).count();
     }
     peak_gib_and_reset();
     const auto w0 = std::chrono::steady_clock::now();
@@ -117,26 +143,54 @@ void image_rows(Engine& engine, const std::vector<std::string>& specs,
       << ", \"decode_s\": " << t.decode_s << ", \"encode_s\": " << t.encode_s
       << ", \"wall_s\": " << wall << ", \"outside_steps_s\": " << wall - t.denoise_s
       << ", \"images_per_s\": " << batch / wall << ", \"png_bytes\": " << r.bytes.size()
-      << ", \"peak_gib\": " << peak << "}";
+      << ", \"peak_gib\": " << peak;
+    if (warm) j << ", \"first_wall_s\": " << first_wall;
+    j << graph_fields(engine, g0) << "}";
     row(j.str());
   }
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc_in, char** argv_in) {
+  // Flags (--x) may come anywhere; the rest are the positional arguments.
+  EngineOptions o;
+  bool warm_images = false;
+  std::vector<char*> args = {argv_in[0]};
+  for (int i = 1; i < argc_in; ++i) {
+    const std::string a = argv_in[i];
+    if (a == "--graphs") {
+      o.cuda_graphs.enabled = true;
+    } else if (a.rfind("--max-graphs=", 0) == 0) {
+      o.cuda_graphs.max_graphs = std::stoll(a.substr(13));
+    } else if (a.rfind("--max-graph-tokens=", 0) == 0) {
+      o.cuda_graphs.max_tokens = std::stoll(a.substr(19));
+    } else if (a == "--warm-images") {
+      warm_images = true;
+    } else if (a.rfind("--", 0) == 0) {
+      std::fprintf(stderr, "unknown flag %s\n", a.c_str());
+      return 2;
+    } else {
+      args.push_back(argv_in[i]);
+    }
+  }
+  const int argc = static_cast<int>(args.size());
+  char** argv = args.data();
   if (argc < 4) {
     std::fprintf(stderr,
-                 "usage: %s <bundle> <out.json> <commit> [step resolutions] [patterns] "
+                 "usage: %s [--graphs] [--max-graphs=N] [--max-graph-tokens=N] [--warm-images] "
+                 "<bundle> <out.json> <commit> [step resolutions] [patterns] "
                  "[images res:pattern[:batch[:steps]],...]\n  e.g. %s B out.json abc 1024,4096 "
                  "full,B,X,auto 1024:auto,4096:B,512:auto:4:8   (\"-\" skips a part)\n",
                  argv[0], argv[0]);
     return 2;
   }
-  EngineOptions o;
   o.bundle = argv[1];
   o.device = "cuda";
   o.profile_forwards = true;  // per-step rows; a sync per forward costs nothing at these sizes
+  o.log = [](const std::string& msg, const std::string& key) {
+    std::printf("  [engine] %s (%s)\n", msg.c_str(), key.c_str());
+  };
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<Engine> engine = Engine::load(o);
   const double load_s =
@@ -144,8 +198,10 @@ int main(int argc, char** argv) {
   const std::string gpu = at::cuda::getCurrentDeviceProperties()->name;
   std::printf("%s: bundle %s loaded in %.1f s (%.1f GiB)\n", gpu.c_str(),
               engine->manifest().name.c_str(), load_s, peak_gib_and_reset());
-  std::string command = "engine_bench <bundle>";
-  for (int i = 2; i < argc; ++i) command += std::string(" ") + argv[i];
+  std::string command = "engine_bench";
+  for (int i = 1; i < argc_in; ++i) {
+    command += std::string(" ") + (argv_in[i] == o.bundle ? "<bundle>" : argv_in[i]);
+  }
   const std::string steps_arg = argc > 4 ? argv[4] : "1024,2048,4096,8192";
   const std::string patterns_arg = argc > 5 ? argv[5] : "full,B,X,auto";
   const std::string images_arg = argc > 6 ? argv[6] : "1024:auto,4096:B";
@@ -157,10 +213,35 @@ int main(int argc, char** argv) {
     return [&o](const std::string& json) { o << (o.tellp() > 0 ? ",\n  " : "  ") << json; };
   };
   if (steps_arg != "-") step_rows(*engine, split(steps_arg), split(patterns_arg), append(steps));
-  if (images_arg != "-") image_rows(*engine, split(images_arg), append(images));
+  if (images_arg != "-") image_rows(*engine, split(images_arg), warm_images, append(images));
+  const GraphCacheStats gs = engine->graph_stats();
+  std::ostringstream graphs;
+  graphs << "{\"enabled\": " << (o.cuda_graphs.enabled ? "true" : "false")
+         << ", \"max_graphs\": " << o.cuda_graphs.max_graphs
+         << ", \"max_tokens\": " << o.cuda_graphs.max_tokens << ", \"captures\": " << gs.captures
+         << ", \"capture_failures\": " << gs.capture_failures << ", \"replays\": " << gs.hits
+         << ", \"evictions\": " << gs.evictions << ", \"eager_steps\": " << gs.eager_steps
+         << ", \"capture_s\": " << gs.capture_s << ", \"held_mib\": " << gs.bytes / double(1 << 20)
+         << ", \"graphs\": [";
+  const std::vector<GraphInfo> held = engine->graphs();
+  for (size_t i = 0; i < held.size(); ++i) {
+    graphs << (i ? ", " : "") << "{\"key\": \"" << held[i].key
+           << "\", \"mib\": " << held[i].bytes / double(1 << 20)
+           << ", \"capture_s\": " << held[i].capture_s << ", \"replays\": " << held[i].replays
+           << "}";
+  }
+  graphs << "]}";
+  if (o.cuda_graphs.enabled) {
+    std::printf(
+        "cuda graphs: %lld captured (%.2f s), %lld failed, %lld replays, %lld held (%.0f MiB)\n",
+        static_cast<long long>(gs.captures), gs.capture_s,
+        static_cast<long long>(gs.capture_failures), static_cast<long long>(gs.hits),
+        static_cast<long long>(held.size()), gs.bytes / double(1 << 20));
+  }
   std::ofstream f(argv[2]);
   f << "{\"bench\": \"engine_bench\", \"gpu\": \"" << gpu << "\", \"command\": \"" << command
-    << "\", \"commit\": \"" << argv[3] << "\", \"load_s\": " << load_s << ", \"steps\": [\n"
+    << "\", \"commit\": \"" << argv[3] << "\", \"load_s\": " << load_s
+    << ", \"cuda_graphs\": " << graphs.str() << ", \"steps\": [\n"
     << steps.str() << "\n], \"images\": [\n"
     << images.str() << "\n]}\n";
   return 0;
