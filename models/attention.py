@@ -13,6 +13,13 @@ Everything here is written for ``torch.jit.script`` and calls the ``grat::`` ope
   interleaved pairs, rotation in float32, result cast back to the input dtype; ``grat::rope``).
 * ``grat_attention``: ``[B, N, H, D]`` q/k/v -> ``[B, N, H, D]`` through
   ``torch.ops.grat.attention`` with the layout; no transposes needed.
+* fused elementwise ops (issue #18; one pass each on CUDA, float32 math, one rounding; on
+  float32 CPU inputs bitwise the ATen formulas diffusers runs): ``qk_norm_rope`` (q/k RMSNorm
+  + RoPE of both streams written as one [B, N, H, D] tensor, no torch.cat), ``adaln``
+  (LayerNorm * (1 + scale) + shift), ``gated_residual`` (x + gate * y),
+  ``gated_residual_adaln`` (both in one pass) and ``gelu_tanh`` (GELU, optionally written after
+  a prefix: the single blocks' cat([attention, mlp])). The grat:: ops have no autograd:
+  models.train.flow.training_attention() swaps these names for differentiable formulas.
 * ``FluxAttention``: the attention layer of Flux's blocks with diffusers' parameter names
   (``to_q``/``to_k``/``to_v``, ``norm_q``/``norm_k``, optional ``to_out.0`` and the
   ``add_*_proj`` / ``norm_added_*`` / ``to_add_out`` text-stream projections).
@@ -98,12 +105,43 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.ops.grat.rope(x, cos, sin)
 
 
+def qk_norm_rope(x: Tensor, weight: Tensor, cos: Tensor, sin: Tensor, eps: float,
+                 x2: Optional[Tensor] = None, weight2: Optional[Tensor] = None) -> Tensor:
+    """RMSNorm (weight [D]) + RoPE of q or k [B, N1, H, D], followed by x2 [B, N2, H, D]
+    (normed with weight2): [B, N1 + N2, H, D], cos/sin covering the N1 + N2 tokens."""
+    return torch.ops.grat.qk_norm_rope(x, weight, cos, sin, eps, x2, weight2)
+
+
+def adaln(x: Tensor, scale: Tensor, shift: Tensor, eps: float) -> Tensor:
+    """LayerNorm(x) (no affine) * (1 + scale) + shift; x [B, N, C], scale/shift [B, C]."""
+    return torch.ops.grat.adaln(x, scale, shift, eps)
+
+
+def gated_residual(x: Tensor, y: Tensor, gate: Tensor) -> Tensor:
+    """x + gate * y; x, y [B, N, C], gate [B, C]."""
+    return torch.ops.grat.gated_residual(x, y, gate)
+
+
+def gated_residual_adaln(x: Tensor, y: Tensor, gate: Tensor, scale: Tensor, shift: Tensor,
+                         eps: float) -> Tuple[Tensor, Tensor]:
+    """(r, adaln(r, scale, shift, eps)) with r = gated_residual(x, y, gate), one pass."""
+    r, n = torch.ops.grat.gated_residual_adaln(x, y, gate, scale, shift, eps)
+    return r, n
+
+
+def gelu_tanh(x: Tensor, prefix: Optional[Tensor] = None) -> Tensor:
+    """GELU (tanh) of x [B, N, C]; with prefix [B, N, P]: cat([prefix, gelu(x)], -1)."""
+    return torch.ops.grat.gelu_tanh(x, prefix)
+
+
 class FluxAttention(nn.Module):
     """Flux attention with diffusers' parameter names.
 
     ``joint=True`` (double-stream blocks): image stream (to_q/k/v, to_out.0) plus text stream
     (add_q/k/v_proj, to_add_out); tokens are concatenated [text, image] for one attention.
     ``joint=False`` (single-stream blocks): one stream, no output projection (``pre_only``).
+    q/k are RMS-normed and rotated by one ``qk_norm_rope`` each, straight into the joint
+    sequence; the norm modules only hold the weights (diffusers' names).
     """
 
     def __init__(self, dim: int, heads: int, head_dim: int, joint: bool, eps: float = 1e-6):
@@ -111,6 +149,7 @@ class FluxAttention(nn.Module):
         inner = heads * head_dim
         self.heads = heads
         self.head_dim = head_dim
+        self.eps = eps
         self.norm_q = nn.RMSNorm(head_dim, eps=eps)
         self.norm_k = nn.RMSNorm(head_dim, eps=eps)
         self.to_q = nn.Linear(dim, inner)
@@ -129,10 +168,8 @@ class FluxAttention(nn.Module):
         return x.unflatten(-1, (self.heads, self.head_dim))
 
     def qkv(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """Image-stream (or single-stream) q, k, v as [B, N, H, D], q/k RMS-normed."""
-        q = self.norm_q(self._split(self.to_q(x)))
-        k = self.norm_k(self._split(self.to_k(x)))
-        return q, k, self._split(self.to_v(x))
+        """Image-stream (or single-stream) q, k, v as [B, N, H, D], before norm and RoPE."""
+        return self._split(self.to_q(x)), self._split(self.to_k(x)), self._split(self.to_v(x))
 
 
 class JointAttention(FluxAttention):
@@ -146,17 +183,19 @@ class JointAttention(FluxAttention):
     def forward(self, x: Tensor, ctx: Tensor, cos: Tensor, sin: Tensor,
                 layout: GratLayout) -> Tuple[Tensor, Tensor]:
         q, k, v = self.qkv(x)
-        cq = self.norm_added_q(self._split(self.add_q_proj(ctx)))
-        ck = self.norm_added_k(self._split(self.add_k_proj(ctx)))
+        cq = self._split(self.add_q_proj(ctx))
+        ck = self._split(self.add_k_proj(ctx))
         cv = self._split(self.add_v_proj(ctx))
         t = ctx.shape[1]
+        wq, wk = self.norm_q.weight, self.norm_k.weight
+        cwq, cwk = self.norm_added_q.weight, self.norm_added_k.weight
         if layout.text_first:
-            q = apply_rope(torch.cat([cq, q], dim=1), cos, sin)
-            k = apply_rope(torch.cat([ck, k], dim=1), cos, sin)
+            q = qk_norm_rope(cq, cwq, cos, sin, self.eps, q, wq)
+            k = qk_norm_rope(ck, cwk, cos, sin, self.eps, k, wk)
             v = torch.cat([cv, v], dim=1)
         else:
-            q = apply_rope(torch.cat([q, cq], dim=1), cos, sin)
-            k = apply_rope(torch.cat([k, ck], dim=1), cos, sin)
+            q = qk_norm_rope(q, wq, cos, sin, self.eps, cq, cwq)
+            k = qk_norm_rope(k, wk, cos, sin, self.eps, ck, cwk)
             v = torch.cat([v, cv], dim=1)
         out = grat_attention(q, k, v, layout).flatten(2)
         n = out.shape[1] - t
@@ -175,5 +214,6 @@ class SingleAttention(FluxAttention):
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, layout: GratLayout) -> Tensor:
         q, k, v = self.qkv(x)
-        out = grat_attention(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, layout)
-        return out.flatten(2)
+        q = qk_norm_rope(q, self.norm_q.weight, cos, sin, self.eps)
+        k = qk_norm_rope(k, self.norm_k.weight, cos, sin, self.eps)
+        return grat_attention(q, k, v, layout).flatten(2)

@@ -12,7 +12,12 @@ checkpoints load 1:1. Differences are in the interface, made for a TorchScript s
   tokens (and their RoPE positions) are regrouped into group-major order once at the start of
   forward, stay in it through all blocks, and the output is ungrouped once at the end;
 * the single-stream blocks run on one concatenated [text, image] sequence (diffusers
-  concatenates and splits in every block; the result is the same).
+  concatenates and splits in every block; the result is the same);
+* the elementwise work around the matrix products runs as fused grat:: ops (issue #18,
+  models.attention): q/k RMSNorm + RoPE into the joint sequence, AdaLN, the gated residuals
+  (the first one fused with the next AdaLN), GELU writing after the attention output in the
+  single blocks. On float32 CPU inputs they compute exactly diffusers' formulas; in bf16 they
+  round once instead of after every op.
 
 Forward (scripted signature; the exporter and C++ engine call it positionally)::
 
@@ -49,6 +54,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from models import attention as fused
 from models.attention import (GratLayout, JointAttention, SingleAttention, image_position_ids,
                               make_layout, rope_cos_sin)
 from models.flux_configs import FluxConfig, preset
@@ -114,8 +120,8 @@ class TimeGuidanceTextEmbed(nn.Module):
 
 # ----------------------------------------------------------------------------- norms, MLP
 
-def _layer_norm(dim: int) -> nn.LayerNorm:
-    return nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+# Every LayerNorm of the blocks: no affine, eps 1e-6 (diffusers' Flux).
+LN_EPS = 1e-6
 
 
 class AdaLayerNormZero(nn.Module):
@@ -125,12 +131,11 @@ class AdaLayerNormZero(nn.Module):
         super().__init__()
         self.silu = nn.SiLU()
         self.linear = nn.Linear(dim, 6 * dim)
-        self.norm = _layer_norm(dim)
+        self.eps = LN_EPS
 
     def forward(self, x: Tensor, emb: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         m = self.linear(self.silu(emb)).chunk(6, dim=1)
-        x = self.norm(x) * (1 + m[1].unsqueeze(1)) + m[0].unsqueeze(1)
-        return x, m[2], m[3], m[4], m[5]
+        return fused.adaln(x, m[1], m[0], self.eps), m[2], m[3], m[4], m[5]
 
 
 class AdaLayerNormZeroSingle(nn.Module):
@@ -138,11 +143,11 @@ class AdaLayerNormZeroSingle(nn.Module):
         super().__init__()
         self.silu = nn.SiLU()
         self.linear = nn.Linear(dim, 3 * dim)
-        self.norm = _layer_norm(dim)
+        self.eps = LN_EPS
 
     def forward(self, x: Tensor, emb: Tensor) -> Tuple[Tensor, Tensor]:
         m = self.linear(self.silu(emb)).chunk(3, dim=1)
-        return self.norm(x) * (1 + m[1].unsqueeze(1)) + m[0].unsqueeze(1), m[2]
+        return fused.adaln(x, m[1], m[0], self.eps), m[2]
 
 
 class AdaLayerNormContinuous(nn.Module):
@@ -152,11 +157,11 @@ class AdaLayerNormContinuous(nn.Module):
         super().__init__()
         self.silu = nn.SiLU()
         self.linear = nn.Linear(dim, 2 * dim)
-        self.norm = _layer_norm(dim)
+        self.eps = LN_EPS
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         m = self.linear(self.silu(emb).to(x.dtype)).chunk(2, dim=1)
-        return self.norm(x) * (1 + m[0]).unsqueeze(1) + m[1].unsqueeze(1)
+        return fused.adaln(x, m[0], m[1], self.eps)
 
 
 class GeluProj(nn.Module):
@@ -165,7 +170,7 @@ class GeluProj(nn.Module):
         self.proj = nn.Linear(dim_in, dim_out)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.nn.functional.gelu(self.proj(x), approximate="tanh")
+        return fused.gelu_tanh(self.proj(x), None)
 
 
 # Token rows per chunk of the MLPs: the 4x-wide hidden activations of a whole 8192^2 sequence
@@ -214,10 +219,9 @@ class FluxTransformerBlock(nn.Module):
         self.norm1 = AdaLayerNormZero(dim)
         self.norm1_context = AdaLayerNormZero(dim)
         self.attn = JointAttention(dim, heads, head_dim)
-        self.norm2 = _layer_norm(dim)
         self.ff = FeedForward(dim)
-        self.norm2_context = _layer_norm(dim)
         self.ff_context = FeedForward(dim)
+        self.eps = LN_EPS  # norm2 / norm2_context, fused into the first residual
 
     def forward(self, x: Tensor, ctx: Tensor, temb: Tensor, cos: Tensor, sin: Tensor,
                 layout: GratLayout) -> Tuple[Tensor, Tensor]:
@@ -225,31 +229,30 @@ class FluxTransformerBlock(nn.Module):
         nc, c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp = self.norm1_context(ctx, temb)
         attn_x, attn_c = self.attn(nx, nc, cos, sin, layout)
 
-        x = x + gate_msa.unsqueeze(1) * attn_x
-        nx = self.norm2(x) * (1 + scale_mlp.unsqueeze(1)) + shift_mlp.unsqueeze(1)
-        x = x + gate_mlp.unsqueeze(1) * self.ff(nx)
+        x, nx = fused.gated_residual_adaln(x, attn_x, gate_msa, scale_mlp, shift_mlp, self.eps)
+        x = fused.gated_residual(x, self.ff(nx), gate_mlp)
 
-        ctx = ctx + c_gate_msa.unsqueeze(1) * attn_c
-        nc = self.norm2_context(ctx) * (1 + c_scale_mlp.unsqueeze(1)) + c_shift_mlp.unsqueeze(1)
-        ctx = ctx + c_gate_mlp.unsqueeze(1) * self.ff_context(nc)
+        ctx, nc = fused.gated_residual_adaln(ctx, attn_c, c_gate_msa, c_scale_mlp, c_shift_mlp,
+                                             self.eps)
+        ctx = fused.gated_residual(ctx, self.ff_context(nc), c_gate_mlp)
         return _clip_fp16(ctx), x
 
 
 class FluxSingleTransformerBlock(nn.Module):
-    """Single-stream block on the joint [text, image] sequence: attention and MLP in parallel."""
+    """Single-stream block on the joint [text, image] sequence: attention and MLP in parallel;
+    proj_out reads [attention, GELU(mlp)] written by one gelu_tanh (no torch.cat)."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, mlp_ratio: float = 4.0):
         super().__init__()
         mlp = int(dim * mlp_ratio)
         self.norm = AdaLayerNormZeroSingle(dim)
         self.proj_mlp = nn.Linear(dim, mlp)
-        self.act_mlp = nn.GELU(approximate="tanh")
         self.proj_out = nn.Linear(dim + mlp, dim)
         self.attn = SingleAttention(dim, heads, head_dim)
         self.chunk_tokens = MLP_CHUNK_TOKENS
 
     def _mlp_out(self, nh: Tensor, attn: Tensor) -> Tensor:
-        return self.proj_out(torch.cat([attn, self.act_mlp(self.proj_mlp(nh))], dim=2))
+        return self.proj_out(fused.gelu_tanh(self.proj_mlp(nh), attn))
 
     def forward(self, h: Tensor, temb: Tensor, cos: Tensor, sin: Tensor,
                 layout: GratLayout) -> Tensor:
@@ -264,7 +267,7 @@ class FluxSingleTransformerBlock(nn.Module):
                 e = min(n, s + self.chunk_tokens)
                 parts.append(self._mlp_out(nh[:, s:e], attn[:, s:e]))
             out = torch.cat(parts, dim=1)
-        return _clip_fp16(h + gate.unsqueeze(1) * out)
+        return _clip_fp16(fused.gated_residual(h, out, gate))
 
 
 # ----------------------------------------------------------------------------- model

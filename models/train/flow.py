@@ -15,8 +15,10 @@ where the sampler goes at every resolution.
 
 `training_attention()` swaps the grat:: operators (inference kernels without autograd) for
 differentiable PyTorch equivalents inside models.attention while it is active: full
-attention through scaled_dot_product_attention and diffusers' RoPE formula. Exported bundles
-call the grat:: operators as always (tests/train/test_train.py checks both agree).
+attention through scaled_dot_product_attention, diffusers' RoPE formula, and the unfused
+ATen formulas of the fused elementwise ops (q/k RMSNorm + RoPE, AdaLN, gated residuals,
+GELU). Exported bundles call the grat:: operators as always (tests/train/test_train.py checks
+both agree).
 """
 import contextlib
 import math
@@ -90,14 +92,55 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor
     return out.to(x.dtype)
 
 
+def _qk_norm_rope(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                  eps: float, x2: Optional[torch.Tensor] = None,
+                  weight2: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """nn.RMSNorm per stream, [x, x2] concatenated, then _rope."""
+    d = x.shape[-1]
+    y = F.rms_norm(x, (d,), weight, eps)
+    if x2 is not None:
+        y = torch.cat([y, F.rms_norm(x2, (d,), weight2, eps)], dim=1)
+    return _rope(y, cos, sin)
+
+
+def _adaln(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+           eps: float) -> torch.Tensor:
+    n = F.layer_norm(x, (x.shape[-1],), None, None, eps)
+    return n * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+def _gated_residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    return x + gate.unsqueeze(1) * y
+
+
+def _gated_residual_adaln(x, y, gate, scale, shift, eps: float):
+    r = _gated_residual(x, y, gate)
+    return r, _adaln(r, scale, shift, eps)
+
+
+def _gelu_tanh(x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+    g = F.gelu(x, approximate="tanh")
+    return g if prefix is None else torch.cat([prefix, g], dim=2)
+
+
+# models.attention name -> its differentiable stand-in.
+_STAND_INS = {
+    "grat_attention": _sdpa_attention, "apply_rope": _rope, "qk_norm_rope": _qk_norm_rope,
+    "adaln": _adaln, "gated_residual": _gated_residual,
+    "gated_residual_adaln": _gated_residual_adaln, "gelu_tanh": _gelu_tanh,
+}
+
+
 @contextlib.contextmanager
 def training_attention():
-    saved = attention.grat_attention, attention.apply_rope
-    attention.grat_attention, attention.apply_rope = _sdpa_attention, _rope
+    saved = {name: getattr(attention, name) for name in _STAND_INS}
+    for name, fn in _STAND_INS.items():
+        setattr(attention, name, fn)
     try:
         yield
     finally:
-        attention.grat_attention, attention.apply_rope = saved
+        for name, fn in saved.items():
+            setattr(attention, name, fn)
 
 
 # ----------------------------------------------------------------------------- sampling
