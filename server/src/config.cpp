@@ -156,8 +156,8 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
                        const std::string& base_dir, bool allow_test_settings) {
   const Map m(node, where,
               {"name", "bundle", "devices", "dtype", "max_queue", "max_batch", "max_batch_delay_ms",
-               "max_prompt_bytes", "memory_limit_gib", "inject_oom_at_step", "inject_hang_at_step",
-               "inject_hang_s", "inject_device_error_at_step"});
+               "max_prompt_bytes", "memory_limit_gib", "cuda_graphs", "inject_oom_at_step",
+               "inject_hang_at_step", "inject_hang_s", "inject_device_error_at_step"});
   ModelEntry e;
   if (!m.has("name")) fail(m.key("name"), "missing");
   e.name = m.text("name");
@@ -197,6 +197,15 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
   if (m.has("max_batch_delay_ms")) e.max_batch_delay_ms = m.integer("max_batch_delay_ms", 0, 60000);
   if (m.has("max_prompt_bytes")) e.max_prompt_bytes = m.integer("max_prompt_bytes", 1, 1 << 20);
   if (m.has("memory_limit_gib")) e.memory_limit_gib = m.number("memory_limit_gib", 0, 1 << 20);
+  if (m.has("cuda_graphs")) {
+    const Map g(m.at("cuda_graphs"), m.key("cuda_graphs"),
+                {"enabled", "max_graphs", "max_tokens", "max_gib"});
+    engine::GraphCacheOptions& o = e.cuda_graphs;
+    if (g.has("enabled")) g.boolean("enabled", o.enabled);
+    if (g.has("max_graphs")) o.max_graphs = g.integer("max_graphs", 0, 1024);
+    if (g.has("max_tokens")) o.max_tokens = g.integer("max_tokens", 0, int64_t{1} << 30);
+    if (g.has("max_gib")) o.max_gib = g.number("max_gib", 0, 1 << 20);
+  }
   // Test hooks: -1 (off) anywhere, a step only in builds with GRAT_TEST_HOOKS.
   for (const auto& [k, step] :
        {std::pair<const char*, int64_t*>{"inject_oom_at_step", &e.inject_oom_at_step},

@@ -241,6 +241,38 @@ TEST(ServerConfig, TestOnlySettingsNeedATestBuild) {
   EXPECT_DOUBLE_EQ(c.models[0].memory_limit_gib, 40.5);
 }
 
+TEST(ServerConfig, CudaGraphs) {
+  const ServerConfig off = parse_config("models:\n  - {name: m, bundle: /a}\n", "");
+  EXPECT_FALSE(off.models[0].cuda_graphs.enabled);  // off unless asked for
+  const ServerConfig on = parse_config(
+      "models:\n  - name: m\n    bundle: /a\n    devices: [cuda:0]\n    cuda_graphs: {enabled: "
+      "true, max_graphs: 3, max_tokens: 4096, max_gib: 12.5}\n",
+      "");
+  const engine::GraphCacheOptions& g = on.models[0].cuda_graphs;
+  EXPECT_TRUE(g.enabled);
+  EXPECT_EQ(g.max_graphs, 3);
+  EXPECT_EQ(g.max_tokens, 4096);
+  EXPECT_DOUBLE_EQ(g.max_gib, 12.5);
+  const ServerConfig partial =
+      parse_config("models:\n  - {name: m, bundle: /a, cuda_graphs: {enabled: true}}\n", "");
+  EXPECT_EQ(partial.models[0].cuda_graphs.max_graphs, engine::GraphCacheOptions{}.max_graphs);
+  const auto error = [](const std::string& graphs) {
+    try {
+      parse_config("models:\n  - {name: m, bundle: /a, cuda_graphs: " + graphs + "}\n", "");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_THAT(error("{enabled: yes}"),
+              HasSubstr("'models[0].cuda_graphs.enabled': expected true or false"));
+  EXPECT_THAT(error("{max_graphs: -1}"),
+              HasSubstr("'models[0].cuda_graphs.max_graphs': must be in [0, 1024], got -1"));
+  EXPECT_THAT(error("{max_gib: -2}"), HasSubstr("'models[0].cuda_graphs.max_gib': must be in"));
+  EXPECT_THAT(error("{max_graph: 2}"), HasSubstr("'models[0].cuda_graphs.max_graph': unknown key"));
+  EXPECT_THAT(error("true"), HasSubstr("'models[0].cuda_graphs': must be a mapping"));
+}
+
 std::map<std::string, std::string>* g_env = nullptr;
 const char* fake_getenv(const char* name) {
   auto it = g_env->find(name);

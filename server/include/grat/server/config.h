@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "grat/engine/graph_cache.h"  // plain C++: the cuda_graphs settings and their defaults
+
 namespace grat::server {
 
 class ConfigError : public std::runtime_error {
@@ -26,6 +28,9 @@ struct ModelEntry {
   int64_t max_prompt_bytes = 4096;  // prompts longer than this are refused before tokenizing
   // Device memory each worker plans requests against (engine::EngineOptions); 0: the device's.
   double memory_limit_gib = 0;
+  // `cuda_graphs: {enabled, max_graphs, max_tokens, max_gib}`: CUDA graphs of the denoising
+  // steps on each CUDA worker (engine::EngineOptions::cuda_graphs); off unless enabled.
+  engine::GraphCacheOptions cuda_graphs;
   int64_t inject_oom_at_step = -1;
   // Testing: the first batch stops for inject_hang_s before this step, deaf to cancellation.
   int64_t inject_hang_at_step = -1;
