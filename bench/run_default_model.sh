@@ -29,6 +29,7 @@ start)
 set -x -o pipefail
 cd $work/src
 source scripts/gpu_host_env.sh
+export GRAT_COMMIT=$commit PATH=/tmp/grat-deps/usr/bin:\$PATH   # protoc for the Python stubs
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
 # shellcheck disable=SC2086
 cmake -S . -B $work/build \$GRAT_GPU_CMAKE_ARGS_SERVER >$logs/cmake.log 2>&1 || { tail -30 $logs/cmake.log; exit 1; }

@@ -19,6 +19,7 @@ import atexit
 import importlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,23 +36,37 @@ def load_stubs(proto_root=PROTO_ROOT, out_dir=None):
     global _stubs
     if _stubs is not None:
         return _stubs
-    from grpc_tools import protoc
-
     if out_dir is None:
         out_dir = tempfile.mkdtemp(prefix="grat_stubs_")
         atexit.register(shutil.rmtree, out_dir, True)
     os.makedirs(out_dir, exist_ok=True)
-    include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-    rc = protoc.main(["grpc_tools.protoc", f"-I{proto_root}", f"-I{include}",
-                      f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
-                      os.path.join(proto_root, "grat", "v1", "generation.proto")])
-    if rc != 0:
-        raise RuntimeError(f"grpc_tools.protoc failed ({rc}) on {proto_root}")
+    proto = os.path.join(proto_root, "grat", "v1", "generation.proto")
+    try:
+        from grpc_tools import protoc
+    except ImportError:  # e.g. a GPU host without grpcio-tools: protoc + grpc_python_plugin
+        _protoc_binary(proto_root, out_dir, proto)
+    else:
+        include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+        rc = protoc.main(["grpc_tools.protoc", f"-I{proto_root}", f"-I{include}",
+                          f"--python_out={out_dir}", f"--grpc_python_out={out_dir}", proto])
+        if rc != 0:
+            raise RuntimeError(f"grpc_tools.protoc failed ({rc}) on {proto_root}")
     sys.path.insert(0, out_dir)
     pb2 = importlib.import_module("grat.v1.generation_pb2")
     pb2_grpc = importlib.import_module("grat.v1.generation_pb2_grpc")
     _stubs = (pb2, pb2_grpc)
     return _stubs
+
+
+def _protoc_binary(proto_root, out_dir, proto):
+    protoc = shutil.which("protoc")
+    plugin = shutil.which("grpc_python_plugin")
+    if not protoc or not plugin:
+        raise RuntimeError("no Python gRPC stub generator: pip install grpcio-tools, or put "
+                           "protoc and grpc_python_plugin on PATH")
+    subprocess.run([protoc, f"-I{proto_root}", f"--python_out={out_dir}",
+                    f"--plugin=protoc-gen-grpc_python={plugin}",
+                    f"--grpc_python_out={out_dir}", proto], check=True)
 
 
 MODES = {"auto": 1, "full": 2, "B": 3, "b": 3, "X": 4, "x": 4}

@@ -149,15 +149,16 @@ def mini() -> TrainConfig:
 
 
 def fast() -> TrainConfig:
-    """The full model with 4x batches, fewer steps and fewer scenes. On the H200 a training
-    step of this small model is launch-bound: 4x the batch costs 1.1-1.3x the time (90 -> 104
-    ms at 256^2, 89 -> 118 ms at 1024^2), and rendering the full recipe's 112k scenes takes
-    the host's 16 cores 5 minutes. Steps are capped by --minutes (the decay follows it)."""
+    """The full model's batches on fewer scenes (rendering the full recipe's 112k scenes takes
+    the H200 host's 16 cores 5 minutes), for as many steps as --minutes allows (the learning
+    rate's decay follows the wall time). With steps replayed from CUDA graphs a step costs
+    its GPU time: 4x these batches ran at 85 ms a step (1,800 steps in 156 s) and drew
+    colours and backgrounds but not shapes (bench/results/train_flux_shapes_h200_fast_4x*)."""
     return dataclasses.replace(
-        full(), vae_steps=1000, vae_scenes=3000, steps=1800, warmup=100, lr=5e-4,
-        buckets=Buckets(((256, 256, 24000, 384, 0.40), (512, 256, 6000, 192, 0.10),
-                         (256, 512, 6000, 192, 0.10), (512, 512, 8000, 96, 0.25),
-                         (1024, 1024, 1200, 24, 0.15))),
+        full(), vae_steps=1000, vae_scenes=3000, steps=100000, warmup=300, lr=4e-4,
+        buckets=Buckets(((256, 256, 24000, 96, 0.40), (512, 256, 6000, 48, 0.10),
+                         (256, 512, 6000, 48, 0.10), (512, 512, 8000, 24, 0.25),
+                         (1024, 1024, 1200, 6, 0.15))),
         sample_captions=8, eval_captions=32)
 
 

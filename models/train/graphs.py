@@ -112,6 +112,7 @@ class Stepper:
     def _capture(self, bi: int) -> Tuple[torch.Tensor, torch.Tensor]:
         t0 = time.time()
         torch.cuda.synchronize()
+        torch.cuda.empty_cache()   # the capture empties it too: measure from the same floor
         before = torch.cuda.memory_reserved()
         static = self.batch(bi)
         self.opt.zero_grad(set_to_none=True)

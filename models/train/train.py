@@ -56,6 +56,10 @@ class Log:
 
 
 def _commit() -> str:
+    """The short commit; GRAT_COMMIT overrides it (a GPU host's copy of the tree may carry a
+    stale .git)."""
+    if os.environ.get("GRAT_COMMIT"):
+        return os.environ["GRAT_COMMIT"]
     try:
         return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                        stderr=subprocess.DEVNULL, text=True).strip()
