@@ -14,6 +14,7 @@
 # The first H200 run (fast recipe, --minutes 6.2): tokenizers 3 s, autoencoder 99 s, latents
 # 91 s, transformer 179 s (1,618 steps, ~110 ms each), outputs 11 s
 # (bench/results/train_flux_shapes_h200_fast_first*).
+#   git archive COMMIT >.src/src.tar   (optional; .src/ is git-excluded, carry it with .debs)
 #   bench/run_default_model.sh start COMMIT [train args...]
 #   bench/run_default_model.sh wait SECONDS
 set -euo pipefail
@@ -24,7 +25,15 @@ case "${1:?start|wait}" in
 start)
   commit=${2:?commit}
   shift 2
-  rm -rf "$work" "$logs" && mkdir -p "$work" "$logs" && cp -r "$root" "$work/src"
+  rm -rf "$work" "$logs" && mkdir -p "$work" "$logs"
+  # .src/src.tar (git archive COMMIT, carried): exactly the commit, whatever else the working
+  # tree holds; without it, a copy of the tree
+  if [ -f "$root/.src/src.tar" ]; then
+    mkdir "$work/src" && tar -C "$work/src" -xf "$root/.src/src.tar"
+    cp -r "$root/.debs" "$work/src/.debs"
+  else
+    cp -r "$root" "$work/src"
+  fi
   cat >"$work/chain.sh" <<CHAIN
 set -x -o pipefail
 cd $work/src
