@@ -46,3 +46,14 @@ if(GRAT_HAVE_VIDEO)
   set_tests_properties(engine_video_outputs_decode PROPERTIES FIXTURES_REQUIRED engine_files
     LABELS "cpu")
 endif()
+# CUDA graphs in the engine on a CUDA device (label gpu: `ctest -L gpu` on a CUDA host; the
+# tests skip themselves where no device is visible).
+if(GRAT_HAVE_CUDA)
+  add_executable(grat_engine_gpu_tests ${_dir}/test_engine_graphs_gpu.cpp)
+  target_link_libraries(grat_engine_gpu_tests PRIVATE grat_engine PNG::PNG GTest::gtest
+    GTest::gmock GTest::gtest_main)
+  target_compile_options(grat_engine_gpu_tests PRIVATE ${GRAT_WARNINGS})
+  add_test(NAME engine_graphs_gpu COMMAND grat_engine_gpu_tests)
+  set_tests_properties(engine_graphs_gpu PROPERTIES LABELS "gpu"
+    ENVIRONMENT "GRAT_TINY_BUNDLE=${GRAT_TINY_BUNDLE}")
+endif()

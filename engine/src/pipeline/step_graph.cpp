@@ -21,10 +21,16 @@ namespace {
 #if GRAT_HAVE_CUDA
 constexpr bool kCudaBuild = true;
 
-// The first line of an error, short enough for one log line.
+// The line of an error that says what failed, short enough for one log line. TorchScript puts
+// the op's own error ("RuntimeError: CUDA error: ...") after its traceback.
 std::string message(const std::exception& e) {
   const auto* c10e = dynamic_cast<const c10::Error*>(&e);
   std::string m = c10e != nullptr ? c10e->what_without_backtrace() : e.what();
+  if (m.rfind("The following operation failed in the TorchScript interpreter", 0) == 0) {
+    const size_t err = m.rfind("Error: ");
+    const size_t line = err == std::string::npos ? err : m.rfind('\n', err);
+    if (line != std::string::npos) m = m.substr(line + 1);
+  }
   m = m.substr(0, m.find('\n'));
   return m.size() > 300 ? m.substr(0, 300) + "..." : m;
 }
