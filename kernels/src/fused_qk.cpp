@@ -76,7 +76,7 @@ at::Tensor qk_norm_rope_reference(const at::Tensor& x, const at::Tensor& weight,
   };
   at::Tensor y = norm(x, weight);
   if (x2) y = at::cat({y, norm(*x2, *weight2)}, 1);
-  if (y.numel() == 0) return y.to(x.scalar_type());  // rope's pair reshape needs an element
+  if (y.numel() == 0) return y.to(x.scalar_type());        // rope's pair reshape needs an element
   return rope_reference(y, cos, sin).to(x.scalar_type());  // float32 rotation, one rounding
 }
 

@@ -10,7 +10,7 @@ namespace {
 constexpr int kThreads = 256;
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) qk_kernel(QkParams p, int group_log2) {
+__global__ void __launch_bounds__(kThreads) qk_norm_rope_kernel(QkParams p, int group_log2) {
   constexpr int VEC = fused::kPack<T>;
   const int group = 1 << group_log2;
   const uint32_t tokens = static_cast<uint32_t>(p.n1 + p.n2),
@@ -65,7 +65,7 @@ void launch_typed(const QkParams& p, cudaStream_t stream) {
   while ((int64_t{1} << group_log2) < group) ++group_log2;
   const int64_t threads = p.batch * (p.n1 + p.n2) * p.heads * group;
   const auto blocks = static_cast<unsigned>((threads + kThreads - 1) / kThreads);
-  qk_kernel<T><<<blocks, kThreads, 0, stream>>>(p, group_log2);
+  qk_norm_rope_kernel<T><<<blocks, kThreads, 0, stream>>>(p, group_log2);
 }
 
 template <typename T>
