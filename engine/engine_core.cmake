@@ -39,6 +39,7 @@ endif()
 set(_pipe ${CMAKE_CURRENT_LIST_DIR}/src/pipeline)
 add_library(grat_engine STATIC
   ${_pipe}/attention_policy.cpp
+  ${_pipe}/cuda_step_graph.cpp
   ${_pipe}/engine.cpp
   ${_pipe}/family.cpp
   ${_pipe}/flux_family.cpp

@@ -26,9 +26,11 @@ set_tests_properties(engine_codec_decode PROPERTIES FIXTURES_REQUIRED codec_file
 
 # The engine on the tiny bundle; its PNG/WebP outputs are then decoded by Pillow.
 add_executable(grat_engine_tests ${_dir}/test_engine.cpp ${_dir}/test_attention_policy.cpp
-  ${_dir}/test_engine_video.cpp)
+  ${_dir}/test_engine_video.cpp ${_dir}/test_step_graphs.cpp)
 target_link_libraries(grat_engine_tests PRIVATE grat_engine PNG::PNG GTest::gtest GTest::gmock
   GTest::gtest_main)
+# test_step_graphs.cpp: StepGraphs is the pipeline's own (engine/src/pipeline/step_graph.h).
+target_include_directories(grat_engine_tests PRIVATE ${CMAKE_SOURCE_DIR}/engine/src/pipeline)
 target_compile_options(grat_engine_tests PRIVATE ${GRAT_WARNINGS})
 add_test(NAME engine_pipeline COMMAND grat_engine_tests)
 set_tests_properties(engine_pipeline PROPERTIES FIXTURES_SETUP engine_files LABELS "cpu"

@@ -119,8 +119,11 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options) {
   }
   impl->family->load(impl->device, impl->dtype);
   // The profiling executor compiles fused kernels on its second or third run: capture after.
-  impl->graphs = std::make_unique<StepGraphs>(go, impl->device, options.optimized_execution ? 2 : 0,
-                                              options.log ? options.log : log_to_stderr);
+  impl->graphs = std::make_unique<StepGraphs>(
+      go,
+      go.enabled ? make_cuda_graph_backend(impl->device, options.optimized_execution ? 2 : 0)
+                 : nullptr,
+      options.log ? options.log : log_to_stderr);
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
