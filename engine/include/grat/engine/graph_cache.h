@@ -88,7 +88,7 @@ struct GraphCacheStats {
   int64_t graphs = 0;            // held now
   int64_t bytes = 0;             // device memory they hold now
   int64_t captures = 0;          // successful captures
-  int64_t capture_failures = 0;  // captures that threw (transient ones included)
+  int64_t capture_failures = 0;  // captures or checks that threw, replays that threw (fail())
   int64_t hits = 0;              // steps that found their graph
   int64_t evictions = 0;         // graphs dropped for the caps (not by clear())
   int64_t eager_steps = 0;       // steps run eagerly: off, over max_tokens, or not capturable
