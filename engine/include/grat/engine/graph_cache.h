@@ -44,10 +44,10 @@ struct StepGraphKey {
   std::vector<int64_t> grid;        // token grid per axis: [h, w] or [t, h, w]
   int64_t batch = 1;                // items in the step
   std::string pattern;              // this step's attention: "full", "B", "X"
-  std::vector<int64_t> group;       // per grid axis
-  int64_t radius = 0;               //
+  std::vector<int64_t> group;       // GRAT group per grid axis
+  int64_t radius = 0;               // GRAT-B radius
   int64_t text_tokens = 0;          // text sequence length
-  std::vector<int64_t> valid_text;  // per item; empty: every text token valid
+  std::vector<int64_t> valid_text;  // per item (then -1, the negative prompt's); empty: all
   bool true_cfg = false;            // two forwards per step (with the negative prompt)
   bool guidance_embeds = false;     // guidance goes into the transformer
   // The image tokens of the step (batch x prod(grid)), which max_tokens bounds.
