@@ -31,9 +31,10 @@ def randn(*shape, dtype=torch.float32, scale=1.0):
     return (torch.randn(*shape, device="cuda", generator=G) * scale).to(dtype)
 
 
-def poison(shape, dtype):
-    """A NaN block of the output's size, freed at once: the op's output likely reuses it."""
-    torch.full(shape, float("nan"), dtype=dtype, device="cuda")
+def poison(shape, dtype, outputs=1):
+    """NaN blocks of the outputs' size, freed at once: the op's outputs likely reuse them."""
+    blocks = [torch.full(shape, float("nan"), dtype=dtype, device="cuda") for _ in range(outputs)]
+    del blocks
 
 
 def cpu(t):
@@ -73,7 +74,7 @@ def check_norms(tag, x, y, gate, scale, shift):
     report(f"gated_residual {tag}", torch.ops.grat.gated_residual(x, y, gate), expect_r, True)
     er, en = torch.ops.grat.gated_residual_adaln(cpu(x), cpu(y), cpu(gate), cpu(scale),
                                                  cpu(shift), EPS)
-    poison((b, n, c), x.dtype)
+    poison((b, n, c), x.dtype, outputs=2)
     r, nr = torch.ops.grat.gated_residual_adaln(x, y, gate, scale, shift, EPS)
     report(f"gated_residual_adaln residual {tag}", r, er, True)
     report(f"gated_residual_adaln norm {tag}", nr, en)

@@ -18,29 +18,35 @@ __device__ __forceinline__ float residual(float x, float g, float y) {
   return __fadd_rn(x, __fmul_rn(g, y));
 }
 
-template <typename T, int VEC, bool kResidual, bool kNorm>
+// gated_residual alone: a plain stream over the row, nothing kept (any width).
+template <typename T, int VEC>
+__global__ void __launch_bounds__(kNormThreads) gated_residual_kernel(NormParams p) {
+  const int64_t row = blockIdx.x;
+  const int64_t b = row / p.tokens, n = row - b * p.tokens;
+  const int chunks = static_cast<int>(p.dim / VEC);
+  const T* x = static_cast<const T*>(p.x.ptr) + b * p.x.sb + n * p.x.sn;
+  const T* y = static_cast<const T*>(p.y.ptr) + b * p.y.sb + n * p.y.sn;
+  const T* gate = static_cast<const T*>(p.gate.ptr) + b * p.gate.sb;
+  T* out = static_cast<T*>(p.out_res) + row * p.dim;
+  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+    float xv[VEC], yv[VEC], g[VEC];
+    load<T, VEC>(x + c * VEC, xv);
+    load<T, VEC>(y + c * VEC, yv);
+    load<T, VEC>(gate + c * VEC, g);
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) xv[j] = residual(xv[j], g[j], yv[j]);
+    store<T, VEC>(out + c * VEC, xv);
+  }
+}
+
+// adaln (kResidual false) or gated_residual_adaln: the row stays in registers.
+template <typename T, int VEC, bool kResidual>
 __global__ void __launch_bounds__(kNormThreads) norm_kernel(NormParams p) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const int64_t b = row / p.tokens, n = row - b * p.tokens;
   const int chunks = static_cast<int>(p.dim / VEC);
   const T* x = static_cast<const T*>(p.x.ptr) + b * p.x.sb + n * p.x.sn;
-
-  if constexpr (!kNorm) {  // gated_residual alone: a plain stream, nothing kept
-    const T* y = static_cast<const T*>(p.y.ptr) + b * p.y.sb + n * p.y.sn;
-    const T* gate = static_cast<const T*>(p.gate.ptr) + b * p.gate.sb;
-    T* out = static_cast<T*>(p.out_res) + row * p.dim;
-    for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
-      float xv[VEC], yv[VEC], g[VEC];
-      load<T, VEC>(x + c * VEC, xv);
-      load<T, VEC>(y + c * VEC, yv);
-      load<T, VEC>(gate + c * VEC, g);
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) xv[j] = residual(xv[j], g[j], yv[j]);
-      store<T, VEC>(out + c * VEC, xv);
-    }
-    return;
-  }
 
   float v[kNormIters][VEC];
 #pragma unroll
@@ -67,41 +73,39 @@ __global__ void __launch_bounds__(kNormThreads) norm_kernel(NormParams p) {
     }
   }
 
-  if constexpr (kNorm) {
-    float s = 0.f;
+  float s = 0.f;
 #pragma unroll
-    for (int i = 0; i < kNormIters; ++i) {
-      if (threadIdx.x + i * blockDim.x >= chunks) continue;
+  for (int i = 0; i < kNormIters; ++i) {
+    if (threadIdx.x + i * blockDim.x >= chunks) continue;
 #pragma unroll
-      for (int j = 0; j < VEC; ++j) s += v[i][j];
+    for (int j = 0; j < VEC; ++j) s += v[i][j];
+  }
+  const float inv_dim = 1.f / static_cast<float>(p.dim);
+  const float mean = fused::block_sum(s, smem) * inv_dim;
+  float q = 0.f;
+#pragma unroll
+  for (int i = 0; i < kNormIters; ++i) {
+    if (threadIdx.x + i * blockDim.x >= chunks) continue;
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+      const float d = v[i][j] - mean;
+      q = fmaf(d, d, q);
     }
-    const float inv_dim = 1.f / static_cast<float>(p.dim);
-    const float mean = fused::block_sum(s, smem) * inv_dim;
-    float q = 0.f;
+  }
+  const float rstd = rsqrtf(fused::block_sum(q, smem) * inv_dim + p.eps);
+  const T* scale = static_cast<const T*>(p.scale.ptr) + b * p.scale.sb;
+  const T* shift = static_cast<const T*>(p.shift.ptr) + b * p.shift.sb;
+  T* out = static_cast<T*>(p.out_norm) + row * p.dim;
 #pragma unroll
-    for (int i = 0; i < kNormIters; ++i) {
-      if (threadIdx.x + i * blockDim.x >= chunks) continue;
+  for (int i = 0; i < kNormIters; ++i) {
+    const int c = threadIdx.x + i * blockDim.x;
+    if (c >= chunks) continue;
+    float sc[VEC], sh[VEC];
+    load<T, VEC>(scale + c * VEC, sc);
+    load<T, VEC>(shift + c * VEC, sh);
 #pragma unroll
-      for (int j = 0; j < VEC; ++j) {
-        const float d = v[i][j] - mean;
-        q = fmaf(d, d, q);
-      }
-    }
-    const float rstd = rsqrtf(fused::block_sum(q, smem) * inv_dim + p.eps);
-    const T* scale = static_cast<const T*>(p.scale.ptr) + b * p.scale.sb;
-    const T* shift = static_cast<const T*>(p.shift.ptr) + b * p.shift.sb;
-    T* out = static_cast<T*>(p.out_norm) + row * p.dim;
-#pragma unroll
-    for (int i = 0; i < kNormIters; ++i) {
-      const int c = threadIdx.x + i * blockDim.x;
-      if (c >= chunks) continue;
-      float sc[VEC], sh[VEC];
-      load<T, VEC>(scale + c * VEC, sc);
-      load<T, VEC>(shift + c * VEC, sh);
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) v[i][j] = (v[i][j] - mean) * rstd * (1.f + sc[j]) + sh[j];
-      store<T, VEC>(out + c * VEC, v[i]);
-    }
+    for (int j = 0; j < VEC; ++j) v[i][j] = (v[i][j] - mean) * rstd * (1.f + sc[j]) + sh[j];
+    store<T, VEC>(out + c * VEC, v[i]);
   }
 }
 
@@ -114,11 +118,11 @@ void launch_typed(const NormParams& p, cudaStream_t stream) {
   const int threads = static_cast<int>(std::min<int64_t>(kNormThreads, (per_iter + 31) / 32 * 32));
   const auto blocks = static_cast<unsigned>(p.batch * p.tokens);
   if (p.residual && p.norm) {
-    norm_kernel<T, VEC, true, true><<<blocks, threads, 0, stream>>>(p);
+    norm_kernel<T, VEC, true><<<blocks, threads, 0, stream>>>(p);
   } else if (p.residual) {
-    norm_kernel<T, VEC, true, false><<<blocks, threads, 0, stream>>>(p);
+    gated_residual_kernel<T, VEC><<<blocks, threads, 0, stream>>>(p);
   } else {
-    norm_kernel<T, VEC, false, true><<<blocks, threads, 0, stream>>>(p);
+    norm_kernel<T, VEC, false><<<blocks, threads, 0, stream>>>(p);
   }
 }
 
