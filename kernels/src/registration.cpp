@@ -5,6 +5,7 @@
 
 #include "grat/ops.h"
 #include "grat/sdpa_pass.h"
+#include "index_cache.h"
 #include "internal.h"
 
 namespace grat {
@@ -62,14 +63,27 @@ Layout detail::permute_layout(const at::Tensor& x, c10::IntArrayRef grid, c10::I
 
 namespace {
 
+// CPU (and any device without its own kernel; CUDA has one, registration_cuda.cpp): the
+// permutation is built on the host once per layout and device and then cached (index_cache.h).
 at::Tensor permute_tokens(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,
                           int64_t dim, int64_t text_tokens, bool text_first, bool forward) {
   int64_t d = dim;
   const Layout l = detail::permute_layout(x, grid, group, d, text_tokens, text_first);
   if (x.is_meta()) return at::empty_like(x);  // index_select has no Meta kernel
-  at::Tensor perm = detail::grouped_permutation(l);
-  if (!forward) perm = detail::inverse_permutation(perm);
-  return x.index_select(d, perm.to(x.device()));
+  // Grid and group have one entry per axis (make_layout checked): their concatenation after
+  // the axis count names the layout.
+  std::vector<int64_t> key{static_cast<int64_t>(grid.size())};
+  key.insert(key.end(), grid.begin(), grid.end());
+  key.insert(key.end(), group.begin(), group.end());
+  key.push_back(text_tokens);
+  key.push_back(text_first ? 1 : 0);
+  const at::Tensor perm =
+      detail::IndexCache::global().get(forward ? "regroup" : "ungroup", key, x.device(), [&] {
+        at::Tensor p = detail::grouped_permutation(l);
+        if (!forward) p = detail::inverse_permutation(p);
+        return p.to(x.device());
+      });
+  return x.index_select(d, perm);
 }
 
 at::Tensor regroup_op(const at::Tensor& x, c10::IntArrayRef grid, c10::IntArrayRef group,

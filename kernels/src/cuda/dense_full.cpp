@@ -5,6 +5,7 @@
 
 #include <map>
 
+#include "../index_cache.h"
 #include "dense_full.h"
 
 namespace grat::cuda {
@@ -34,7 +35,8 @@ at::Tensor full_attention_sdpa(const at::Tensor& q, const at::Tensor& k, const a
   }
   at::Tensor out = at::empty_like(q, at::MemoryFormat::Contiguous);
   for (const auto& [valid, items] : by_valid) {
-    const at::Tensor idx = at::tensor(items, at::kLong).to(q.device());
+    // Cached per item list: no host copy after the first call (index_cache.h).
+    const at::Tensor idx = detail::small_ints("sdpa_items", items, at::kLong, q.device());
     const at::Tensor kb = keys_for(k.index_select(0, idx), valid);
     const at::Tensor vb = keys_for(v.index_select(0, idx), valid);
     out.index_copy_(0, idx, run(q.index_select(0, idx), kb, vb));

@@ -15,6 +15,7 @@
 #include <limits>
 #include <string>
 
+#include "../index_cache.h"
 #include "../internal.h"
 #include "../rope.h"
 #include "attention_params.h"
@@ -110,16 +111,17 @@ at::Tensor attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in, const 
   p.image_tokens = static_cast<int32_t>(l.geom.image_tokens());
   p.scale_log2 = static_cast<float>(sc * 1.4426950408889634);
 
-  // Valid text per batch item: a scalar unless the items differ.
+  // Valid text per batch item: a scalar unless the items differ; then a device array, cached
+  // per list of counts (no host copy after the first call, so the call can be captured).
   bool uniform = true;
   for (int64_t b = 1; b < B; ++b) uniform = uniform && l.valid_for(b) == l.valid_for(0);
   at::Tensor valid_dev;
   if (uniform) {
     p.valid_uniform = static_cast<int32_t>(l.valid_for(0));
   } else {
-    std::vector<int32_t> vals(B);
-    for (int64_t b = 0; b < B; ++b) vals[b] = static_cast<int32_t>(l.valid_for(b));
-    valid_dev = at::tensor(vals, at::kInt).to(q.device(), /*non_blocking=*/false);
+    std::vector<int64_t> vals(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) vals[static_cast<size_t>(b)] = l.valid_for(b);
+    valid_dev = detail::small_ints("valid_text", vals, at::kInt, q.device());
     p.valid_per_batch = valid_dev.data_ptr<int32_t>();
   }
 
