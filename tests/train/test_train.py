@@ -199,7 +199,7 @@ def test_overfit_two_scenes_and_sample_them_back(tmp_path):
     ids5, idsc = tok.batch(caps)
     bucket = {"size": (64, 64), "latents": flow.pack((z - shift) * scale), "captions": caps,
               "batch": 2, "weight": 1.0, "grid": (4, 4), "t5": ids5, "clip": idsc}
-    (flux, t5, clip), curve, _, _ = train_transformer(cfg, [bucket], tok, "cpu",
+    (flux, t5, clip), curve, _, _, _ = train_transformer(cfg, [bucket], tok, "cpu",
                                                       lambda m: None, time.time())
     assert curve[-1]["loss"] < curve[0]["loss"]
     out = flow.generate(flux, t5, clip, ae.vae, tok, caps, [0, 1], 64, 64, 10, 3.0)
