@@ -2,6 +2,7 @@
 // attention (with the time outside the transformer forwards), and whole images with the stage
 // breakdown and peak memory. Prints tables; writes JSON (GPU, command, commit).
 // usage: engine_bench [--graphs] [--max-graphs=N] [--max-graph-tokens=N] [--warm-images]
+//                     [--optimized-execution]
 //                     <bundle> <out.json> <commit> [step res,...] [patterns]
 //                     [res:pattern[:batch[:steps]],...]
 // --graphs: CUDA graphs of the denoising steps (EngineOptions::cuda_graphs; off by default, as in
@@ -167,6 +168,8 @@ int main(int argc_in, char** argv_in) {
       o.cuda_graphs.max_tokens = std::stoll(a.substr(19));
     } else if (a == "--warm-images") {
       warm_images = true;
+    } else if (a == "--optimized-execution") {  // TorchScript's profiling executor + fuser
+      o.optimized_execution = true;
     } else if (a.rfind("--", 0) == 0) {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       return 2;
@@ -179,6 +182,7 @@ int main(int argc_in, char** argv_in) {
   if (argc < 4) {
     std::fprintf(stderr,
                  "usage: %s [--graphs] [--max-graphs=N] [--max-graph-tokens=N] [--warm-images] "
+                 "[--optimized-execution] "
                  "<bundle> <out.json> <commit> [step resolutions] [patterns] "
                  "[images res:pattern[:batch[:steps]],...]\n  e.g. %s B out.json abc 1024,4096 "
                  "full,B,X,auto 1024:auto,4096:B,512:auto:4:8   (\"-\" skips a part)\n",
