@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "engine_options.h"
 #include "grat/engine/engine.h"
 #include "grat/scheduler/scheduler.h"
 #include "grat/server/auth.h"
@@ -855,6 +856,19 @@ struct Server::Impl {
   std::once_flag drained;
 };
 
+engine::EngineOptions engine_options(const ModelEntry& e, const std::string& device) {
+  engine::EngineOptions o;
+  o.bundle = e.bundle;
+  o.device = device;
+  o.dtype = e.dtype;
+  o.memory_limit_gib = e.memory_limit_gib;
+  o.cuda_graphs = e.cuda_graphs;
+  o.log = [model = e.name, device](const std::string& msg, const std::string& key) {
+    log(level_enum::info, msg, {{"model", model}, {"device", device}, {"graph_key", key}});
+  };
+  return o;
+}
+
 Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
   Context& c = impl_->c;
   c.config = std::move(config);
@@ -881,13 +895,8 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
     Model m;
     m.entry = e;
     for (const std::string& device : e.devices) {
-      engine::EngineOptions o;
-      o.bundle = e.bundle;
-      o.device = device;
-      o.dtype = e.dtype;
-      o.memory_limit_gib = e.memory_limit_gib;
       const auto t0 = Clock::now();
-      auto engine = engine::Engine::load(o);
+      auto engine = engine::Engine::load(engine_options(e, device));
       log(level_enum::info, "model loaded",
           {{"model", e.name},
            {"bundle", e.bundle},
