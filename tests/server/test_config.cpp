@@ -136,6 +136,13 @@ TEST(ServerConfig, ExampleConfigParsesAndListsEveryKey) {
   ASSERT_EQ(c.models.size(), 1u);
   EXPECT_EQ(c.models[0].name, "flux-tiny");
   EXPECT_THAT(c.models[0].bundle, HasSubstr("bundles/flux-tiny"));
+  // The example shows the engine's defaults (graphs off until measured on the GPU host).
+  const engine::GraphCacheOptions& g = c.models[0].cuda_graphs;
+  const engine::GraphCacheOptions defaults;
+  EXPECT_FALSE(g.enabled);
+  EXPECT_EQ(g.max_graphs, defaults.max_graphs);
+  EXPECT_EQ(g.max_tokens, defaults.max_tokens);
+  EXPECT_EQ(g.max_gib, defaults.max_gib);
   std::ifstream in(path);
   std::stringstream text;
   text << in.rdbuf();
@@ -156,6 +163,7 @@ TEST(ServerConfig, ExampleConfigParsesAndListsEveryKey) {
                           "max_batch_delay_ms:",
                           "max_prompt_bytes:",
                           "memory_limit_gib:",
+                          "cuda_graphs:",
                           "inject_oom_at_step:",
                           "GRAT_LISTEN",
                           "GRAT_METRICS_LISTEN",
