@@ -65,10 +65,13 @@ def valid_mask(valid_text: List[int], batch: int, length: int, device: torch.dev
     """[B, L] bool: True for the first valid_text[b] text tokens (right padding)."""
     if len(valid_text) == 0:
         return torch.ones(batch, length, dtype=torch.bool, device=device)
-    counts = torch.tensor(valid_text, dtype=torch.long, device=device)
-    if counts.shape[0] == 1:
-        counts = counts.expand(batch)
-    return torch.arange(length, device=device).unsqueeze(0) < counts.unsqueeze(1)
+    # Rows built by fills, not torch.tensor(list): a host-to-device copy blocks the launching
+    # thread and cannot be captured in a CUDA graph (the engine's step graphs).
+    pos = torch.arange(length, device=device)
+    rows = [pos < v for v in valid_text]
+    if len(rows) == 1:
+        return rows[0].unsqueeze(0).expand(batch, length)
+    return torch.stack(rows)
 
 
 # ----------------------------------------------------------------------------- token refiner
