@@ -101,6 +101,8 @@ class TrainConfig:
     sample_steps: int = 28
     guidance: float = 4.0
     eval_captions: int = 64         # checker accuracy at the end, 256^2
+    probe_every_s: float = 0.0      # checker accuracy of the EMA model during training (0: off)
+    probe_captions: int = 16
     device: str = "cuda"
     amp: bool = True                # bf16 autocast on CUDA
     workers: int = 0                # rendering processes (0: os.cpu_count())
@@ -159,7 +161,7 @@ def fast() -> TrainConfig:
         buckets=Buckets(((256, 256, 24000, 96, 0.40), (512, 256, 6000, 48, 0.10),
                          (256, 512, 6000, 48, 0.10), (512, 512, 8000, 24, 0.25),
                          (1024, 1024, 1200, 6, 0.15))),
-        sample_captions=8, eval_captions=32)
+        sample_captions=8, eval_captions=32, probe_every_s=90.0)
 
 
 PRESETS: Dict[str, object] = {"full": full, "mini": mini, "smoke": smoke, "fast": fast}

@@ -120,7 +120,9 @@ def lr_at(cfg, step: int, time_fraction: float = 0.0) -> float:
                      * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
-def train_transformer(cfg, buckets, tok, device, log, t_start):
+def train_transformer(cfg, buckets, tok, device, log, t_start, probe=None):
+    """`probe(ema_models) -> accuracy`, when given, runs every cfg.probe_every_s seconds (at a
+    log step): the checker's accuracy curve says whether more training time would pay."""
     from models.clip import CLIPTextEncoder
     from models.flux import FluxTransformer
     from models.t5 import T5Encoder
@@ -144,8 +146,9 @@ def train_transformer(cfg, buckets, tok, device, log, t_start):
     stepper = graphs.Stepper(cfg, models, params, opt, buckets, empties, gen, device, amp,
                              use_graphs, log)
     keys = [f"{b['size'][0]}x{b['size'][1]}" for b in buckets]
-    curve, per_bucket = [], {k: [] for k in keys}
+    curve, per_bucket, probes = [], {k: [] for k in keys}, []
     running, t0 = [], time.time()   # (step, bucket, loss tensor): read back at log steps only
+    last_probe = t0
     stopped = None
     t_phase = time.time()
     phase_budget_s = cfg.max_minutes * 60 - (t_phase - t_start)  # what the earlier phases left
@@ -173,11 +176,20 @@ def train_transformer(cfg, buckets, tok, device, log, t_start):
                           "lr": lr, "s": time.time() - t0})
             log(f"transformer {step}/{cfg.steps} loss {mean:.4f} grad {float(gnorm):.2f} "
                 f"lr {lr:.2e} ({time.time() - t0:.0f} s)")
+            if probe is not None and cfg.probe_every_s > 0 and \
+                    time.time() - last_probe >= cfg.probe_every_s:
+                tp = time.time()
+                acc = probe(emas)
+                probes.append({"step": step, "s": time.time() - t0, "accuracy": acc,
+                               "probe_s": time.time() - tp})
+                log(f"probe at step {step}: checker accuracy {acc:.3f} "
+                    f"({time.time() - tp:.1f} s)")
+                last_probe = time.time()
     if running:   # a budget stop between log steps
         values = torch.stack([r[2] for r in running]).tolist()
         for (st, k, _), v in zip(running, values):
             per_bucket[keys[k]].append({"step": st, "loss": v})
-    return emas, curve, per_bucket, stopped, stepper.stats
+    return emas, curve, per_bucket, stopped, dict(stepper.stats, probes=probes)
 
 
 # ----------------------------------------------------------------------------- phase 5
@@ -269,8 +281,15 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
 
     # 4. transformer + text encoders
     t0 = time.time()
-    (flux, t5, clip), curve, per_bucket, stopped, graph_stats = train_transformer(
-        cfg, buckets, tok, device, log, t_start)
+    probe_size = (base, base)
+
+    def probe(models):
+        return evaluate(cfg, *models, ae.vae.eval(), tok, device, cfg.probe_captions,
+                        probe_size, lambda m: None)[0]["accuracy"]
+
+    (flux, t5, clip), curve, per_bucket, stopped, stats = train_transformer(
+        cfg, buckets, tok, device, log, t_start, probe)
+    graph_stats = {k: v for k, v in stats.items() if k != "probes"}
     timings["transformer_s"] = time.time() - t0
     del buckets
 
@@ -318,7 +337,7 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
                    "vae_encoder": flow.param_count(ae.encoder)},
         "weight_bytes": sizes, "weight_bytes_total": sum(sizes.values()),
         "timings_s": timings, "total_s": time.time() - t_start, "stopped_early_at": stopped,
-        "cuda_graphs": graph_stats,
+        "cuda_graphs": graph_stats, "probes": stats["probes"],
         "autoencoder": {"psnr_db": psnr, "shift_factor": shift, "scaling_factor": scale,
                         "curve": ae_curve},
         "transformer_curve": curve, "checker": ev,

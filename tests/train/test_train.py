@@ -205,3 +205,15 @@ def test_overfit_two_scenes_and_sample_them_back(tmp_path):
     out = flow.generate(flux, t5, clip, ae.vae, tok, caps, [0, 1], 64, 64, 10, 3.0)
     err = [[float(((o.astype(float) - i.astype(float)) ** 2).mean()) for i in imgs] for o in out]
     assert err[0][0] * 10 < err[0][1] and err[1][1] * 10 < err[1][0], err
+
+
+def test_probe_records_the_checker_curve_during_training(tmp_path):
+    from models.train import configs, train
+
+    cfg = dataclasses.replace(configs.smoke(), probe_every_s=1e-6, steps=5, log_every=2)
+    record = train.run(cfg, str(tmp_path), str(tmp_path), None,
+                       train.Log(str(tmp_path / "train.log")))
+    probes = record["probes"]
+    assert [p["step"] for p in probes] == [0, 2, 4]   # one per log step at this interval
+    assert all(0.0 <= p["accuracy"] <= 1.0 and p["probe_s"] > 0 for p in probes)
+    assert "probes" not in record["cuda_graphs"]
