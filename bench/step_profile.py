@@ -27,23 +27,42 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 # Checked in order: the first pattern a kernel (or CPU operator) name matches is its group.
 GROUPS = [
-    ("attention (ours)", r"grat|flash|fmha|attention|sdpa|softmax"),
+    ("attention (ours)", r"attention|flash|fmha|sdpa|softmax|grat::(attention|sdpa)$"),
     ("matrix products", r"gemm|cutlass|xmma|nvjet|cublas|sm90_|sm80_|"
                         r"aten::(mm|addmm|bmm|linear|matmul)$"),
-    ("norms", r"norm|welford|aten::(layer_norm|rms_norm|native_layer_norm|mean|sum|var)$"),
+    ("norms", r"norm|adaln|welford|aten::(layer_norm|rms_norm|native_layer_norm|mean|sum|var)$"),
     ("copies, cat, index", r"copy|cat|index|gather|scatter|memcpy|memset|transpose|permute|"
+                           r"regroup|ungroup|"
                            r"aten::(contiguous|clone|stack|select|slice|narrow|view|reshape|"
                            r"as_strided|unsqueeze|squeeze|_unsafe_view|_reshape_alias|unflatten|"
                            r"t|to|expand|repeat_interleave)$"),
     ("elementwise", r"elementwise|vectorized|unrolled|reduce|activation|gelu|silu|sigmoid|tanh|"
+                    r"rope|residual|"
                     r"aten::(add|mul|sub|div|exp|cos|sin|pow|neg|rsqrt|reciprocal|where|chunk|"
                     r"add_|mul_|addcmul)$"),
 ]
 OTHER = "other"
 
 
+def short_name(name: str) -> str:
+    """A CUDA kernel's own name without namespaces, template arguments and parameters
+    ("void grat::cuda::(anonymous namespace)::norm_kernel<bf16>(NormParams)" -> "norm_kernel":
+    our namespace must not file every grat:: kernel under attention); operator names
+    ("aten::mm") and unmangled names stay as they are."""
+    if "(" not in name:
+        return name
+    s = name[5:] if name.startswith("void ") else name
+    s = s.replace("(anonymous namespace)", "anon").split("(")[0]
+    while "<" in s:   # innermost template argument lists first
+        s2 = re.sub(r"<[^<>]*>", "", s)
+        if s2 == s:
+            break
+        s = s2
+    return s.split("::")[-1]
+
+
 def group_of(name: str) -> str:
-    low = name.lower()
+    low = short_name(name).lower()
     for label, pattern in GROUPS:
         if re.search(pattern, low):
             return label
