@@ -40,6 +40,7 @@ class FakeBackend : public GraphBackend {
   at::Tensor replay(CachedGraph& graph, const StepInputs& in) override {
     ++replays;
     if (oom_replay) TORCH_CHECK_WITH(OutOfMemoryError, false, "fake out of memory");
+    if (scripted_oom_replay) throw std::runtime_error(kScriptedOom);
     if (fail_replay) throw std::runtime_error("replay failed");
     auto& g = static_cast<FakeGraph&>(graph);
     g.in.x.copy_(in.x);
@@ -49,7 +50,13 @@ class FakeBackend : public GraphBackend {
     return corrupt_replay ? v + 1 : v;
   }
   int captures = 0, replays = 0;
-  bool fail_capture = false, fail_replay = false, corrupt_replay = false, oom_replay = false;
+  bool fail_capture = false, fail_replay = false, corrupt_replay = false, oom_replay = false,
+       scripted_oom_replay = false;
+  // What a TorchScript forward throws when an op inside it runs out of memory.
+  static constexpr const char* kScriptedOom =
+      "The following operation failed in the TorchScript interpreter.\nTraceback of TorchScript "
+      "(most recent call last):\n  File \"code/flux.py\", line 12\nRuntimeError: CUDA out of "
+      "memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 139.81 GiB";
 };
 
 StepGraphKey key(int64_t batch = 2) {
@@ -161,6 +168,28 @@ TEST_F(StepGraphsTest, OutOfMemoryIsTheJobsError) {
   EXPECT_THROW(graphs->velocity(key(), inputs(2.0), step), c10::OutOfMemoryError);
   backend->oom_replay = false;
   EXPECT_EQ(graphs->cache().graphs().size(), 1u);  // not the graph's fault: kept
+}
+
+TEST_F(StepGraphsTest, OutOfMemoryRethrownByTorchScriptIsStillTheJobsError) {
+  graphs->velocity(key(), inputs(1.0), step);
+  backend->scripted_oom_replay = true;
+  EXPECT_THROW(graphs->velocity(key(), inputs(2.0), step), std::runtime_error);
+  backend->scripted_oom_replay = false;
+  EXPECT_EQ(graphs->cache().graphs().size(), 1u);  // kept: not a failing key
+  EXPECT_EQ(graphs->cache().stats().capture_failures, 0);
+}
+
+TEST(StepGraphs, OutOfMemoryIsRecognisedWhateverCarriesIt) {
+  EXPECT_TRUE(is_out_of_memory(std::runtime_error(FakeBackend::kScriptedOom)));
+  try {
+    TORCH_CHECK_WITH(OutOfMemoryError, false, "fake out of memory");
+  } catch (const std::exception& e) {
+    EXPECT_TRUE(is_out_of_memory(e));
+  }
+  EXPECT_FALSE(
+      is_out_of_memory(std::runtime_error("RuntimeError: CUDA error: an illegal "
+                                          "memory access was encountered")));
+  EXPECT_FALSE(is_out_of_memory(std::runtime_error("replay failed")));
 }
 
 TEST(StepGraphs, WithoutABackendOrWhenOffEveryStepIsEager) {

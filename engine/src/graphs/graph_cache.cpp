@@ -52,9 +52,15 @@ CachedGraph* GraphCache::find(const StepGraphKey& key) {
 
 bool GraphCache::wants_capture(const StepGraphKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
+  const std::string k = key.str();
+  bool backing_off = false;
+  if (const auto b = backoff_.find(k); b != backoff_.end()) {
+    backing_off = --b->second > 0;
+    if (!backing_off) backoff_.erase(b);
+  }
   const bool want = options_.enabled && options_.max_graphs > 0 &&
                     (options_.max_tokens <= 0 || key.tokens() <= options_.max_tokens) &&
-                    !failed_.count(key.str());
+                    !failed_.count(k) && !backing_off;
   if (!want) ++stats_.eager_steps;
   return want;
 }
@@ -70,6 +76,7 @@ CachedGraph* GraphCache::capture(const StepGraphKey& key, const CaptureFn& captu
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.capture_failures;
       ++stats_.eager_steps;
+      backoff_[k] = kTransientCaptureBackoffSteps;
     }
     if (log_) log_(std::string("cuda graph capture failed, graphs dropped: ") + e.what(), k);
     clear();

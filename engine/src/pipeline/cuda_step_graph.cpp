@@ -10,6 +10,8 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <mutex>
+#include <shared_mutex>
 #include <utility>
 #endif
 
@@ -88,28 +90,30 @@ class CudaGraphBackend : public GraphBackend {
     const c10::DeviceIndex dev = device_.index();
     auto sg = std::make_unique<StepGraph>();
     StepInputs& s = sg->in;
-    s.x = copy_of(in.x);
-    s.t = copy_of(in.t);
-    s.g = copy_of(in.g);
-    s.text = {copy_of(in.text.seq), copy_of(in.text.pooled), in.text.valid};
-    s.neg = {copy_of(in.neg.seq), copy_of(in.neg.pooled), in.neg.valid};
-    const int64_t static_bytes = bytes_of(s.x) + bytes_of(s.t) + bytes_of(s.g) +
-                                 bytes_of(s.text.seq) + bytes_of(s.text.pooled) +
-                                 bytes_of(s.neg.seq) + bytes_of(s.neg.pooled);
-    int64_t before = 0;
+    int64_t before = 0, static_bytes = 0;
+    // Shared from capture_begin until the capture ended or was aborted: no engine empties the
+    // allocator's cache meanwhile.
+    std::shared_lock<std::shared_mutex> capturing(capture_mutex(), std::defer_lock);
     try {
+      s.x = copy_of(in.x);  // the static inputs: out of memory here is transient too
+      s.t = copy_of(in.t);
+      s.g = copy_of(in.g);
+      s.text = {copy_of(in.text.seq), copy_of(in.text.pooled), in.text.valid};
+      s.neg = {copy_of(in.neg.seq), copy_of(in.neg.pooled), in.neg.valid};
+      static_bytes = bytes_of(s.x) + bytes_of(s.t) + bytes_of(s.g) + bytes_of(s.text.seq) +
+                     bytes_of(s.text.pooled) + bytes_of(s.neg.seq) + bytes_of(s.neg.pooled);
       for (int i = 0; i < warmups_; ++i) step(s);
+      capturing.lock();
       before = reserved_bytes(dev);  // the graph's pool is new: what capture adds is its own
       // ThreadLocal: workers of other devices in this process may keep allocating meanwhile.
       sg->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
       sg->out = step(s);
       sg->graph.capture_end();
+      capturing.unlock();
     } catch (const std::exception& e) {
       sg->out = at::Tensor();
       abort_capture(sg->graph, dev);
-      if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) {
-        throw TransientCaptureError("out of memory: " + error_line(e));
-      }
+      if (is_out_of_memory(e)) throw TransientCaptureError("out of memory: " + error_line(e));
       throw std::runtime_error(error_line(e));
     }
     Capture c;

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -50,7 +52,11 @@ void synchronize(const c10::Device& device) {
 
 void release_memory(const c10::Device& device) {
 #if GRAT_HAVE_CUDA
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+  if (device.is_cuda()) {
+    // Exclusive: emptying the cache (every device's) while a stream captures a graph fails.
+    std::unique_lock<std::shared_mutex> no_capture(capture_mutex());
+    c10::cuda::CUDACachingAllocator::emptyCache();
+  }
 #else
   (void)device;
 #endif
@@ -289,23 +295,24 @@ DecodedBatch Engine::Impl::run(const std::vector<Job>& jobs, std::vector<size_t>
     out.encode = [fam = &fam, frames, items = std::move(items)](std::vector<Result>& rs) {
       encode_outputs(*fam, frames, items, rs);
     };
-  } catch (const c10::OutOfMemoryError& e) {
-    for (size_t j : active) {
-      results[j].error = {ErrorCode::kOutOfMemory,
-                          std::string("out of device memory: ") + e.what_without_backtrace()};
-    }
-    graphs->clear();  // their pools go back before the cache is emptied
-    release_memory(device);
-  } catch (const c10::Error& e) {
-    const std::string msg = e.what_without_backtrace();
-    const bool sticky = sticky_device_error(msg);
-    for (size_t j : active) {
-      results[j].error = {sticky ? ErrorCode::kDeviceFailed : ErrorCode::kInternal, msg};
-    }
-    if (!sticky) release_memory(device);  // after a sticky error every CUDA call fails
   } catch (const std::exception& e) {
-    for (size_t j : active) results[j].error = {ErrorCode::kInternal, e.what()};
-    release_memory(device);
+    // One handler for every error: TorchScript rethrows an op's c10::Error (out-of-memory or a
+    // CUDA error inside a forward) as a plain std::runtime_error carrying its message.
+    const auto* c10e = dynamic_cast<const c10::Error*>(&e);
+    const std::string msg = c10e != nullptr ? c10e->what_without_backtrace() : e.what();
+    if (is_out_of_memory(e)) {
+      for (size_t j : active) {
+        results[j].error = {ErrorCode::kOutOfMemory, "out of device memory: " + error_line(e)};
+      }
+      graphs->clear();  // their pools go back before the cache is emptied
+      release_memory(device);
+    } else {
+      const bool sticky = sticky_device_error(msg);
+      for (size_t j : active) {
+        results[j].error = {sticky ? ErrorCode::kDeviceFailed : ErrorCode::kInternal, msg};
+      }
+      if (!sticky) release_memory(device);  // after a sticky error every CUDA call fails
+    }
   }
   return done();
 }

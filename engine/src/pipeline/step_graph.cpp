@@ -39,6 +39,16 @@ std::string error_line(const std::exception& e) {
   return m.size() > 300 ? m.substr(0, 300) + "..." : m;
 }
 
+bool is_out_of_memory(const std::exception& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) return true;
+  return std::string(e.what()).find("CUDA out of memory") != std::string::npos;
+}
+
+std::shared_mutex& capture_mutex() {
+  static std::shared_mutex m;
+  return m;
+}
+
 StepGraphs::StepGraphs(GraphCacheOptions options, std::unique_ptr<GraphBackend> backend,
                        GraphCache::Log log)
     : backend_(std::move(backend)), cache_(options, std::move(log)) {}
@@ -50,9 +60,8 @@ at::Tensor StepGraphs::velocity(const StepGraphKey& key, const StepInputs& in, c
   if (CachedGraph* g = cache_.find(key)) {
     try {
       return backend_->replay(*g, in);
-    } catch (const c10::OutOfMemoryError&) {
-      throw;  // the job's error, as it would be eagerly
     } catch (const std::exception& e) {
+      if (is_out_of_memory(e)) throw;   // the job's error, as it would be eagerly
       cache_.fail(key, error_line(e));  // this step, and the key from now on, run eagerly
     }
   }
@@ -64,8 +73,9 @@ at::Tensor StepGraphs::velocity(const StepGraphKey& key, const StepInputs& in, c
       if (!c.graph) throw std::runtime_error("the backend captured no graph");
       try {
         check_replay(backend_->replay(*c.graph, in), v);
-      } catch (const c10::OutOfMemoryError& e) {
-        throw TransientCaptureError("out of memory: " + error_line(e));
+      } catch (const std::exception& e) {
+        if (is_out_of_memory(e)) throw TransientCaptureError("out of memory: " + error_line(e));
+        throw;
       }
       c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       return c;

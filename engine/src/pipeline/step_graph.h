@@ -12,6 +12,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 
 #include "family.h"
@@ -46,6 +47,14 @@ std::unique_ptr<GraphBackend> make_cuda_graph_backend(c10::Device device, int wa
 
 // The line of an error that says what failed, short enough for one log line.
 std::string error_line(const std::exception& e);
+
+// Out of device memory, also when raised inside a TorchScript forward: the interpreter
+// rethrows an op's c10::OutOfMemoryError as a plain std::runtime_error with its message.
+bool is_out_of_memory(const std::exception& e);
+
+// Held shared while a CUDA graph is being captured, exclusively to empty the allocator's
+// cache: emptying it (every device's) while any stream in the process is capturing fails.
+std::shared_mutex& capture_mutex();
 
 class StepGraphs {
  public:

@@ -72,6 +72,9 @@ struct Capture {
 // Thrown by a capture function for a failure that says nothing about the key (out of memory):
 // the key is tried again later, and the cache drops its graphs to give their memory back. Any
 // other exception marks the key as not capturable.
+// Steps a key stays eager after its capture ran out of memory.
+constexpr int kTransientCaptureBackoffSteps = 64;
+
 class TransientCaptureError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -141,6 +144,9 @@ class GraphCache {
   std::unordered_map<std::string, std::list<Entry>::iterator> index_;
   std::set<std::string> failed_;  // keys that run eagerly (bounded: oldest forgotten)
   std::deque<std::string> failed_order_;
+  // Keys whose capture ran out of memory: eager for this many more steps before the next try
+  // (each try costs the eager step, warm-ups and a failed capture, and drops every graph).
+  std::unordered_map<std::string, int> backoff_;
   GraphCacheStats stats_;
 };
 
