@@ -32,6 +32,8 @@ cuda::Dtype dtype_of(const at::Tensor& t) {
 }
 
 constexpr int64_t kMaxRows = std::numeric_limits<int32_t>::max();
+// qk_norm_rope_kernel's 32-bit thread index, a block short of wrapping.
+constexpr int64_t kMaxQkThreads = int64_t{std::numeric_limits<uint32_t>::max()} - 1024;
 
 // Last dim contiguous (the kernels index c directly).
 at::Tensor inner_contiguous(const at::Tensor& t) {
@@ -163,9 +165,11 @@ at::Tensor qk_norm_rope_cuda(const at::Tensor& x, const at::Tensor& weight, cons
   const int64_t n2 = x2 ? x2->size(1) : 0;
   const int64_t tokens = x.size(1) + n2, dim = x.size(3);
   const cuda::Dtype dt = dtype_of(x);
-  if (!cuda::qk_kernel_supports(dim, dt) || x.size(0) * tokens * x.size(2) * dim > kMaxRows ||
-      !qk_aligned(x, weight) || (x2 && !qk_aligned(*x2, *weight2)) || !cos.is_contiguous() ||
-      !sin.is_contiguous() || !vec_ok(cos) || !vec_ok(sin)) {
+  // The kernel indexes its threads (dim / pack per head row) in 32 bits.
+  const int64_t threads = x.size(0) * tokens * x.size(2) * (dim * x.element_size() / 16);
+  if (!cuda::qk_kernel_supports(dim, dt) || threads > kMaxQkThreads || !qk_aligned(x, weight) ||
+      (x2 && !qk_aligned(*x2, *weight2)) || !cos.is_contiguous() || !sin.is_contiguous() ||
+      !vec_ok(cos) || !vec_ok(sin)) {
     return fallback();
   }
   const c10::cuda::CUDAGuard guard(x.device());
