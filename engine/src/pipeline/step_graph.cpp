@@ -9,8 +9,9 @@
 namespace grat::engine {
 namespace {
 
-// A new graph's first replay must give the eager step's velocity for the same inputs (a
-// capture that baked in a host buffer or a stale pointer would not).
+// A new graph's first replay must give the eager step's velocity for the same inputs: it
+// catches a capture that recorded the wrong work or whose replay fails, not one that reads
+// memory outside its static inputs (same values here); the keyed step reads only those.
 void check_replay(const at::Tensor& replayed, const at::Tensor& eager) {
   TORCH_CHECK(replayed.sizes() == eager.sizes(), "the replay's output has another shape");
   const at::Tensor a = at::nan_to_num(replayed.to(at::kFloat));
