@@ -44,7 +44,7 @@ nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
 cmake -S . -B $work/build \$GRAT_GPU_CMAKE_ARGS_SERVER >$logs/cmake.log 2>&1 || { tail -30 $logs/cmake.log; exit 1; }
 ninja -C $work/build grat_kernels >$logs/build_kernels.log 2>&1 || { tail -30 $logs/build_kernels.log; exit 1; }
 export GRAT_OPS_LIB=$work/build/kernels/libgrat_kernels.so
-(ninja -C $work/build grat_server >$logs/build_server.log 2>&1; echo "server build rc \$?" >>$logs/build_server.log) &
+(ninja -C $work/build grat_server_bin >$logs/build_server.log 2>&1; echo "server build rc \$?" >>$logs/build_server.log) &
 server_build=\$!
 python3 -m models.train.train --smoke --device cuda --steps 24 --out $work/smoke >$logs/smoke.log 2>&1 ||
   { tail -40 $logs/smoke.log; exit 1; }
