@@ -87,4 +87,36 @@ __device__ __forceinline__ float block_sum(float v, float* smem) {
   return v;
 }
 
+// The element type and load width of a launch: f(Launch<T, VEC>{}) for the tensor's dtype, VEC
+// the 16-byte pack when `vec` (aligned rows) or 1.
+template <typename T, int V>
+struct Launch {
+  using type = T;
+  static constexpr int vec = V;
+};
+
+template <typename T, class F>
+void with_width(bool vec, F&& f) {
+  if (vec) {
+    f(Launch<T, kPack<T>>{});
+  } else {
+    f(Launch<T, 1>{});
+  }
+}
+
+template <class F>
+void dispatch(Dtype dt, bool vec, F&& f) {
+  switch (dt) {
+    case Dtype::kBFloat16:
+      with_width<__nv_bfloat16>(vec, f);
+      break;
+    case Dtype::kHalf:
+      with_width<__half>(vec, f);
+      break;
+    case Dtype::kFloat:
+      with_width<float>(vec, f);
+      break;
+  }
+}
+
 }  // namespace grat::cuda::fused

@@ -57,30 +57,14 @@ void launch_typed(const GeluParams& p, cudaStream_t stream) {
   gelu_kernel<T, VEC><<<blocks, dim3(tx, ty), 0, stream>>>(p);
 }
 
-template <typename T>
-void launch_dtype(const GeluParams& p, bool vec, cudaStream_t stream) {
-  if (vec) {
-    launch_typed<T, fused::kPack<T>>(p, stream);
-  } else {
-    launch_typed<T, 1>(p, stream);
-  }
-}
-
 }  // namespace
 
 void launch_gelu(const GeluParams& p, Dtype dt, bool vec, cudaStream_t stream) {
   if (p.batch * p.tokens == 0) return;
-  switch (dt) {
-    case Dtype::kBFloat16:
-      launch_dtype<__nv_bfloat16>(p, vec, stream);
-      break;
-    case Dtype::kHalf:
-      launch_dtype<__half>(p, vec, stream);
-      break;
-    case Dtype::kFloat:
-      launch_dtype<float>(p, vec, stream);
-      break;
-  }
+  fused::dispatch(dt, vec, [&](auto l) {
+    using L = decltype(l);
+    launch_typed<typename L::type, L::vec>(p, stream);
+  });
 }
 
 }  // namespace grat::cuda
