@@ -55,3 +55,23 @@ grat_chain_wait() {
   cp "$logs"/* "${OUT:-/tmp}/" 2>/dev/null || true
   grep -v '^\[' "$logs/suite.log" | tail -40
 }
+
+# The source a chain builds (run_default_model.sh, run_step_speed.sh): .src/src.tar when
+# carried (`git archive COMMIT >.src/src.tar`: exactly that commit, whereas the device copies
+# the working tree with its uncommitted edits and a stale .git), else a copy of the tree.
+#   grat_chain_src ROOT WORK    fills WORK/src (with ROOT/.debs)
+grat_chain_src() {
+  local root=$1 work=$2
+  if [ -f "$root/.src/src.tar" ]; then
+    mkdir "$work/src" && tar -C "$work/src" -xf "$root/.src/src.tar"
+    cp -r "$root/.debs" "$work/src/.debs"
+  else
+    cp -r "$root" "$work/src"
+  fi
+}
+# After grat_chain_until_done: suite.log and the rest of LOGS as results.tgz into $OUT.
+grat_chain_pack() {
+  local logs=$1 dest=${OUT:-/tmp}
+  cp "$logs/suite.log" "$dest/"
+  tar -C "$logs" -czf "$dest/results.tgz" --exclude suite.log .
+}

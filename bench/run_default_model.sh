@@ -26,14 +26,7 @@ start)
   commit=${2:?commit}
   shift 2
   rm -rf "$work" "$logs" && mkdir -p "$work" "$logs"
-  # .src/src.tar (git archive COMMIT, carried): exactly the commit, whatever else the working
-  # tree holds; without it, a copy of the tree
-  if [ -f "$root/.src/src.tar" ]; then
-    mkdir "$work/src" && tar -C "$work/src" -xf "$root/.src/src.tar"
-    cp -r "$root/.debs" "$work/src/.debs"
-  else
-    cp -r "$root" "$work/src"
-  fi
+  grat_chain_src "$root" "$work"
   cat >"$work/chain.sh" <<CHAIN
 set -x -o pipefail
 cd $work/src
@@ -66,11 +59,9 @@ CHAIN
   ;;
 wait)
   grat_chain_until_done "$work" "$logs" "${2:?seconds}"
-  dest=${OUT:-/tmp}
-  cp "$logs/suite.log" "$dest/"
-  tar -C "$logs" -czf "$dest/results.tgz" --exclude suite.log .
+  grat_chain_pack "$logs"
   if [ -f "$work/ckpt/config.json" ]; then
-    tar -C "$work" -cf - ckpt | split -b 15M - "$dest/ckpt.tar.part-"
+    tar -C "$work" -cf - ckpt | split -b 15M - "${OUT:-/tmp}/ckpt.tar.part-"
   fi
   grep -v '^\[' "$logs/suite.log" | tail -40
   grep '^\[' "$logs/suite.log" | tail -4   # the training's latest lines

@@ -19,12 +19,7 @@ case "${1:?start|wait}" in
 start)
   commit=${2:?commit}
   rm -rf "$work" "$logs" && mkdir -p "$work" "$logs"
-  if [ -f "$root/.src/src.tar" ]; then   # git archive COMMIT, carried (see run_default_model.sh)
-    mkdir "$work/src" && tar -C "$work/src" -xf "$root/.src/src.tar"
-    cp -r "$root/.debs" "$work/src/.debs"
-  else
-    cp -r "$root" "$work/src"
-  fi
+  grat_chain_src "$root" "$work"
   cat >"$work/chain.sh" <<CHAIN
 set -x -o pipefail
 cd $work/src
@@ -56,9 +51,7 @@ CHAIN
   ;;
 wait)
   grat_chain_until_done "$work" "$logs" "${2:?seconds}"
-  dest=${OUT:-/tmp}
-  cp "$logs/suite.log" "$dest/"
-  tar -C "$logs" -czf "$dest/results.tgz" --exclude suite.log .
+  grat_chain_pack "$logs"
   grep -v '^+' "$logs/suite.log" | tail -40
   ;;
 esac
