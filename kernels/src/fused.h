@@ -38,6 +38,12 @@ at::Tensor adaln_reference(const at::Tensor& x, const at::Tensor& scale, const a
                            double eps);
 at::Tensor gated_residual_reference(const at::Tensor& x, const at::Tensor& y,
                                     const at::Tensor& gate);
+void check_gated_residual_adaln_inputs(const at::Tensor& x, const at::Tensor& y,
+                                       const at::Tensor& gate, const at::Tensor& scale,
+                                       const at::Tensor& shift, double eps);
+std::tuple<at::Tensor, at::Tensor> gated_residual_adaln_reference(
+    const at::Tensor& x, const at::Tensor& y, const at::Tensor& gate, const at::Tensor& scale,
+    const at::Tensor& shift, double eps);
 
 // gelu_tanh: GELU (tanh approximation) of x [B, N, C]; with prefix [B, N, P] the output is
 // [B, N, P + C] = cat([prefix, gelu(x)], -1), written in one pass (Flux's single blocks).

@@ -92,11 +92,8 @@ std::tuple<at::Tensor, at::Tensor> gated_residual_adaln_cpu(const at::Tensor& x,
                                                             const at::Tensor& gate,
                                                             const at::Tensor& scale,
                                                             const at::Tensor& shift, double eps) {
-  check_residual_inputs("gated_residual_adaln", x, y, gate);
-  check_adaln_inputs("gated_residual_adaln", x, scale, shift, eps);
-  at::Tensor r = gated_residual_reference(x, y, gate);
-  at::Tensor n = adaln_reference(r, scale, shift, eps);
-  return {r, n};
+  check_gated_residual_adaln_inputs(x, y, gate, scale, shift, eps);
+  return gated_residual_adaln_reference(x, y, gate, scale, shift, eps);
 }
 
 std::tuple<at::Tensor, at::Tensor> gated_residual_adaln_meta(const at::Tensor& x,
@@ -104,8 +101,7 @@ std::tuple<at::Tensor, at::Tensor> gated_residual_adaln_meta(const at::Tensor& x
                                                              const at::Tensor& gate,
                                                              const at::Tensor& scale,
                                                              const at::Tensor& shift, double eps) {
-  check_residual_inputs("gated_residual_adaln", x, y, gate);
-  check_adaln_inputs("gated_residual_adaln", x, scale, shift, eps);
+  check_gated_residual_adaln_inputs(x, y, gate, scale, shift, eps);
   return {at::empty(x.sizes(), x.options()), at::empty(x.sizes(), x.options())};
 }
 
@@ -124,6 +120,20 @@ at::Tensor gated_residual_reference(const at::Tensor& x, const at::Tensor& y,
   check_residual_inputs("gated_residual", x, y, gate);
   const at::Tensor g = gate.to(at::kFloat).unsqueeze(1);
   return (x.to(at::kFloat) + g * y.to(at::kFloat)).to(x.scalar_type());
+}
+
+void check_gated_residual_adaln_inputs(const at::Tensor& x, const at::Tensor& y,
+                                       const at::Tensor& gate, const at::Tensor& scale,
+                                       const at::Tensor& shift, double eps) {
+  check_residual_inputs("gated_residual_adaln", x, y, gate);
+  check_adaln_inputs("gated_residual_adaln", x, scale, shift, eps);
+}
+
+std::tuple<at::Tensor, at::Tensor> gated_residual_adaln_reference(
+    const at::Tensor& x, const at::Tensor& y, const at::Tensor& gate, const at::Tensor& scale,
+    const at::Tensor& shift, double eps) {
+  at::Tensor r = gated_residual_reference(x, y, gate);  // rounded to x's dtype, as unfused
+  return {r, adaln_reference(r, scale, shift, eps)};
 }
 
 // C++ entry points (grat/ops.h): through the dispatcher, so CUDA tensors take the kernels.

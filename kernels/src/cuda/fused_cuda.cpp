@@ -118,11 +118,9 @@ std::tuple<at::Tensor, at::Tensor> gated_residual_adaln_cuda(const at::Tensor& x
                                                              const at::Tensor& gate,
                                                              const at::Tensor& scale,
                                                              const at::Tensor& shift, double eps) {
-  check_residual_inputs("gated_residual_adaln", x, y, gate);
-  check_adaln_inputs("gated_residual_adaln", x, scale, shift, eps);
+  check_gated_residual_adaln_inputs(x, y, gate, scale, shift, eps);
   if (auto out = run_norm(x, &y, &gate, &scale, &shift, eps)) return *out;
-  at::Tensor r = gated_residual_reference(x, y, gate);
-  return {r, adaln_reference(r, scale, shift, eps)};
+  return gated_residual_adaln_reference(x, y, gate, scale, shift, eps);
 }
 
 at::Tensor gelu_tanh_cuda(const at::Tensor& x_in, const std::optional<at::Tensor>& prefix_in) {

@@ -1,28 +1,16 @@
 // grat::rope on CUDA: one pass, 8 elements (16 bytes of bf16/fp16) per thread, float32 math
 // with the same roundings as the ATen reference (two products, one sum, one final rounding),
 // so results are bitwise equal to it. The ATen version costs ~8 full passes in float32.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <cstdint>
 
+#include "fused_common.cuh"
 #include "rope_cuda.h"
 
 namespace grat::cuda {
 namespace {
 
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-template <typename T>
-__device__ __forceinline__ T from_f(float v);
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ __forceinline__ __half from_f<__half>(float v) {
-  return __float2half_rn(v);
-}
+using fused::from_f;
+using fused::to_f;
 
 template <typename T>
 __global__ void rope_kernel(T* __restrict__ out, const T* __restrict__ x,
