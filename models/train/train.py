@@ -281,11 +281,11 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
 
     # 4. transformer + text encoders
     t0 = time.time()
-    probe_size = (base, base)
+    eval_size = (base, base)   # 256^2 in the full recipe: the engine's default size
 
     def probe(models):
         return evaluate(cfg, *models, ae.vae.eval(), tok, device, cfg.probe_captions,
-                        probe_size, lambda m: None)[0]["accuracy"]
+                        eval_size, lambda m: None)[0]["accuracy"]
 
     (flux, t5, clip), curve, per_bucket, stopped, stats = train_transformer(
         cfg, buckets, tok, device, log, t_start, probe)
@@ -296,7 +296,6 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
     # 5. outputs
     t0 = time.time()
     vae = ae.vae.eval()
-    eval_size = (base, base)   # 256^2 in the full recipe: the engine's default size
     ev, imgs, caps, marks = evaluate(cfg, flux, t5, clip, vae, tok, device, cfg.eval_captions,
                                      eval_size, log)
     n = cfg.sample_captions
