@@ -10,14 +10,17 @@
 #      1024^2), graphs off / on / on with the optimizing executor
 #   3. step_profile.py at 512^2 and 1024^2 (where a step goes, with the fused ops)
 #   bench/run_step_speed.sh start COMMIT
+#   bench/run_step_speed.sh start-8192 COMMIT  (only engine_bench at 8192^2, full and auto:
+#                                               ~1.5 min a full-attention step; ~5 min in all)
 #   bench/run_step_speed.sh wait SECONDS      (brings back logs and JSON in $OUT)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=/tmp/gss; logs=/tmp/gss-out
 source "$root/bench/gpu_prepare.sh"
-case "${1:?start|wait}" in
-start)
+case "${1:?start|start-8192|wait}" in
+start | start-8192)
   commit=${2:?commit}
+  only_8192=$([ "$1" = start-8192 ] && echo 1 || echo 0)
   rm -rf "$work" "$logs" && mkdir -p "$work" "$logs"
   grat_chain_src "$root" "$work"
   cat >"$work/chain.sh" <<CHAIN
@@ -29,10 +32,16 @@ export GRAT_COMMIT=$commit
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
 grat_prepare_flux_suite $logs || exit 1
 ninja -C \$build engine_bench >$logs/build_bench.log 2>&1 || { grep -E "error|FAILED" $logs/build_bench.log | head; exit 1; }
+b=\$build/bench/engine_bench
+if [ $only_8192 = 1 ]; then
+  wait \$export_pid || { echo "export failed"; tail -20 $logs/export.log; exit 1; }
+  \$b \$bundle $logs/engine_8192.json $commit 8192 full,auto - >$logs/engine_8192.log 2>&1
+  echo "8192 rc \$?"; grep -v "\[engine\]" $logs/engine_8192.log | tail -5
+  echo SUITE-DONE; exit 0
+fi
 CUDA_ARCH=90a tests/gpu/run_gpu_tests.sh /tmp/gss-gpu-tests >$logs/gpu_tests.log 2>&1
 echo "gpu tests rc \$?"; grep -E "^==|FAIL|passed|failed" $logs/gpu_tests.log | tail -20
 wait \$export_pid || { echo "export failed"; tail -20 $logs/export.log; exit 1; }
-b=\$build/bench/engine_bench
 imgs=512:auto:1:28,512:auto:4:28,1024:auto:1:28,1024:full:1:28
 \$b --warm-images \$bundle $logs/engine_off.json $commit 512,1024,2048,4096 full,auto \$imgs >$logs/engine_off.log 2>&1
 echo "graphs off rc \$?"; grep -v "\[engine\]" $logs/engine_off.log | tail -25
@@ -42,7 +51,7 @@ echo "graphs on rc \$?"; grep -v "\[engine\]" $logs/engine_on.log | tail -25
 echo "graphs on + optimizing executor rc \$?"; grep -v "\[engine\]" $logs/engine_on_opt.log | tail -25
 export GRAT_OPS_LIB=\$lib
 for r in 512 1024; do
-  python3 bench/step_profile.py --bundle \$bundle --res \$r --attention auto --out $logs/step_profile_\$r.json >$logs/step_profile_\$r.log 2>&1
+  python3 bench/step_profile.py --bundle \$bundle --res \$r --attention B --out $logs/step_profile_\$r.json >$logs/step_profile_\$r.log 2>&1
   tail -12 $logs/step_profile_\$r.log
 done
 echo SUITE-DONE
