@@ -16,14 +16,16 @@
 # (bench/results/train_flux_shapes_h200_fast_first*).
 #   git archive COMMIT >.src/src.tar   (optional; .src/ is git-excluded, carry it with .debs)
 #   bench/run_default_model.sh start COMMIT [train args...]
+#   bench/run_default_model.sh start-train COMMIT [train args...]   (no server, no fidelity)
 #   bench/run_default_model.sh wait SECONDS
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=/tmp/gdm; logs=/tmp/gdm-out
 source "$root/bench/gpu_prepare.sh"
-case "${1:?start|wait}" in
-start)
+case "${1:?start|start-train|wait}" in
+start | start-train)
   commit=${2:?commit}
+  fidelity=$([ "$1" = start ] && echo 1 || echo 0)
   shift 2
   rm -rf "$work" "$logs" && mkdir -p "$work" "$logs"
   grat_chain_src "$root" "$work"
@@ -37,7 +39,7 @@ nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
 cmake -S . -B $work/build \$GRAT_GPU_CMAKE_ARGS_SERVER >$logs/cmake.log 2>&1 || { tail -30 $logs/cmake.log; exit 1; }
 ninja -C $work/build grat_kernels >$logs/build_kernels.log 2>&1 || { tail -30 $logs/build_kernels.log; exit 1; }
 export GRAT_OPS_LIB=$work/build/kernels/libgrat_kernels.so
-(ninja -C $work/build grat_server_bin >$logs/build_server.log 2>&1; echo "server build rc \$?" >>$logs/build_server.log) &
+[ $fidelity = 1 ] && (ninja -C $work/build grat_server_bin >$logs/build_server.log 2>&1; echo "server build rc \$?" >>$logs/build_server.log) &
 server_build=\$!
 python3 -m models.train.train --smoke --device cuda --steps 24 --out $work/smoke >$logs/smoke.log 2>&1 ||
   { tail -40 $logs/smoke.log; exit 1; }
@@ -45,8 +47,9 @@ grep -i "cuda graph" $logs/smoke.log | sed 's/^\[[^]]*\] /smoke: /'
 echo "smoke ok at \${SECONDS}s"
 python3 -m models.train.train --out $work/ckpt --bundle $work/bundle --results $logs $* \
   2>&1 | tee $logs/train.log | grep -v Warning || { echo "training FAILED"; exit 1; }
-wait \$server_build; tail -3 $logs/build_server.log
 grep -i "cuda graph" $logs/train.log | sed 's/^\[[^]]*\] /train: /'
+[ $fidelity = 1 ] || { echo SUITE-DONE; exit 0; }
+wait \$server_build; tail -3 $logs/build_server.log
 for size in 512 1024; do   # one size at a time: a chain cut short keeps the finished size
   python3 bench/fidelity_bench.py --bundle $work/bundle --server-bin $work/build/server/grat_server \
     --device cuda:0 --sizes \$size --captions 200 --modes full,B,X,first4 --clients 16 \
