@@ -1,14 +1,15 @@
 // Engine benchmark on one GPU with a full-size bundle: one denoising step per resolution x
 // attention (with the time outside the transformer forwards), and whole images with the stage
 // breakdown and peak memory. Prints tables; writes JSON (GPU, command, commit).
-// usage: engine_bench [--graphs] [--max-graphs=N] [--max-graph-tokens=N] [--warm-images]
-//                     [--optimized-execution]
+// usage: engine_bench [--graphs | --no-graphs] [--max-graphs=N] [--max-graph-tokens=N]
+//                     [--warm-images] [--optimized-execution]
 //                     <bundle> <out.json> <commit> [step res,...] [patterns]
 //                     [res:pattern[:batch[:steps]],...]
-// --graphs: CUDA graphs of the denoising steps (EngineOptions::cuda_graphs; off by default, as in
-// the engine); rows then carry what capture cost (graph_capture_s, graph_mib). --warm-images:
-// each image runs once before it is measured (first_wall_s), so a graph's capture, or any
-// first-use cost of the shape, stays out of the measured run.
+// CUDA graphs of the denoising steps follow the engine's default (EngineOptions::cuda_graphs: on,
+// up to 4096 tokens); --no-graphs turns them off, --graphs on; rows carry what capture cost
+// (graph_capture_s, graph_mib). --warm-images: each image runs once before it is measured
+// (first_wall_s), so a graph's capture, or any first-use cost of the shape, stays out of the
+// measured run.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 
@@ -160,8 +161,8 @@ int main(int argc_in, char** argv_in) {
   std::vector<char*> args = {argv_in[0]};
   for (int i = 1; i < argc_in; ++i) {
     const std::string a = argv_in[i];
-    if (a == "--graphs") {
-      o.cuda_graphs.enabled = true;
+    if (a == "--graphs" || a == "--no-graphs") {
+      o.cuda_graphs.enabled = a == "--graphs";
     } else if (a.rfind("--max-graphs=", 0) == 0) {
       o.cuda_graphs.max_graphs = std::stoll(a.substr(13));
     } else if (a.rfind("--max-graph-tokens=", 0) == 0) {
@@ -181,7 +182,8 @@ int main(int argc_in, char** argv_in) {
   char** argv = args.data();
   if (argc < 4) {
     std::fprintf(stderr,
-                 "usage: %s [--graphs] [--max-graphs=N] [--max-graph-tokens=N] [--warm-images] "
+                 "usage: %s [--graphs | --no-graphs] [--max-graphs=N] [--max-graph-tokens=N] "
+                 "[--warm-images] "
                  "[--optimized-execution] "
                  "<bundle> <out.json> <commit> [step resolutions] [patterns] "
                  "[images res:pattern[:batch[:steps]],...]\n  e.g. %s B out.json abc 1024,4096 "

@@ -35,7 +35,7 @@ ninja -C \$build engine_bench >$logs/build_bench.log 2>&1 || { grep -E "error|FA
 b=\$build/bench/engine_bench
 if [ $only_8192 = 1 ]; then
   wait \$export_pid || { echo "export failed"; tail -20 $logs/export.log; exit 1; }
-  \$b \$bundle $logs/engine_8192.json $commit 8192 full,auto - >$logs/engine_8192.log 2>&1
+  \$b --no-graphs \$bundle $logs/engine_8192.json $commit 8192 full,auto - >$logs/engine_8192.log 2>&1
   echo "8192 rc \$?"; grep -v "\[engine\]" $logs/engine_8192.log | tail -5
   echo SUITE-DONE; exit 0
 fi
@@ -43,9 +43,9 @@ CUDA_ARCH=90a tests/gpu/run_gpu_tests.sh /tmp/gss-gpu-tests >$logs/gpu_tests.log
 echo "gpu tests rc \$?"; grep -E "^==|FAIL|passed|failed" $logs/gpu_tests.log | tail -20
 wait \$export_pid || { echo "export failed"; tail -20 $logs/export.log; exit 1; }
 imgs=512:auto:1:28,512:auto:4:28,1024:auto:1:28,1024:full:1:28
-\$b --warm-images \$bundle $logs/engine_off.json $commit 512,1024,2048,4096 full,auto \$imgs >$logs/engine_off.log 2>&1
+\$b --no-graphs --warm-images \$bundle $logs/engine_off.json $commit 512,1024,2048,4096 full,auto \$imgs >$logs/engine_off.log 2>&1
 echo "graphs off rc \$?"; grep -v "\[engine\]" $logs/engine_off.log | tail -25
-\$b --graphs --warm-images \$bundle $logs/engine_on.json $commit 512,1024,2048,4096 full,auto \$imgs >$logs/engine_on.log 2>&1
+\$b --graphs --max-graph-tokens=16384 --warm-images \$bundle $logs/engine_on.json $commit 512,1024,2048,4096 full,auto \$imgs >$logs/engine_on.log 2>&1
 echo "graphs on rc \$?"; grep -v "\[engine\]" $logs/engine_on.log | tail -25
 \$b --graphs --optimized-execution --warm-images \$bundle $logs/engine_on_opt.json $commit 512,1024 full,auto \$imgs >$logs/engine_on_opt.log 2>&1
 echo "graphs on + optimizing executor rc \$?"; grep -v "\[engine\]" $logs/engine_on_opt.log | tail -25

@@ -108,7 +108,9 @@ TEST(StepGraphKey, EveryFieldMakesADistinctKey) {
 }
 
 TEST_F(GraphCacheTest, OffMeansEagerAndNoCapture) {
-  GraphCache c(GraphCacheOptions{}, recorder());  // enabled = false by default
+  GraphCacheOptions off;
+  off.enabled = false;
+  GraphCache c(off, recorder());
   EXPECT_EQ(c.find(key(32)), nullptr);
   EXPECT_FALSE(c.wants_capture(key(32)));
   EXPECT_EQ(c.stats().eager_steps, 1);

@@ -204,7 +204,9 @@ TEST(StepGraphs, WithoutABackendOrWhenOffEveryStepIsEager) {
   none.velocity(key(), inputs(1.0), step);
   auto b = std::make_unique<FakeBackend>();
   FakeBackend* fake = b.get();
-  StepGraphs off(GraphCacheOptions{}, std::move(b), nullptr);
+  GraphCacheOptions disabled;
+  disabled.enabled = false;
+  StepGraphs off(disabled, std::move(b), nullptr);
   off.velocity(key(), inputs(1.0), step);
   off.velocity(key(), inputs(1.0), step);
   EXPECT_EQ(runs, 3);

@@ -136,10 +136,10 @@ TEST(ServerConfig, ExampleConfigParsesAndListsEveryKey) {
   ASSERT_EQ(c.models.size(), 1u);
   EXPECT_EQ(c.models[0].name, "flux-tiny");
   EXPECT_THAT(c.models[0].bundle, HasSubstr("bundles/flux-tiny"));
-  // The example shows the engine's defaults (graphs off until measured on the GPU host).
+  // The example shows the engine's defaults.
   const engine::GraphCacheOptions& g = c.models[0].cuda_graphs;
   const engine::GraphCacheOptions defaults;
-  EXPECT_FALSE(g.enabled);
+  EXPECT_EQ(g.enabled, defaults.enabled);
   EXPECT_EQ(g.max_graphs, defaults.max_graphs);
   EXPECT_EQ(g.max_tokens, defaults.max_tokens);
   EXPECT_EQ(g.max_gib, defaults.max_gib);
@@ -250,8 +250,12 @@ TEST(ServerConfig, TestOnlySettingsNeedATestBuild) {
 }
 
 TEST(ServerConfig, CudaGraphs) {
-  const ServerConfig off = parse_config("models:\n  - {name: m, bundle: /a}\n", "");
-  EXPECT_FALSE(off.models[0].cuda_graphs.enabled);  // off unless asked for
+  const ServerConfig plain = parse_config("models:\n  - {name: m, bundle: /a}\n", "");
+  EXPECT_TRUE(plain.models[0].cuda_graphs.enabled);  // on unless turned off
+  EXPECT_EQ(plain.models[0].cuda_graphs.max_tokens, 4096);
+  const ServerConfig off =
+      parse_config("models:\n  - {name: m, bundle: /a, cuda_graphs: {enabled: false}}\n", "");
+  EXPECT_FALSE(off.models[0].cuda_graphs.enabled);
   const ServerConfig on = parse_config(
       "models:\n  - name: m\n    bundle: /a\n    devices: [cuda:0]\n    cuda_graphs: {enabled: "
       "true, max_graphs: 3, max_tokens: 4096, max_gib: 12.5}\n",

@@ -40,9 +40,12 @@ TEST(EngineOptions, CarriesTheModelsSettings) {
   EXPECT_EQ(o.cuda_graphs.max_graphs, 3);
   EXPECT_EQ(o.cuda_graphs.max_tokens, 4096);
   EXPECT_EQ(o.cuda_graphs.max_gib, 1.5);
-  // Unset, the engine's defaults: graphs off.
+  // Unset, the engine's defaults: graphs on, within max_tokens and max_gib.
   const ModelEntry plain = parse_config("models:\n  - {name: m, bundle: /a}\n", "").models.at(0);
-  EXPECT_FALSE(engine_options(plain, "cpu").cuda_graphs.enabled);
+  const engine::GraphCacheOptions defaults;
+  EXPECT_TRUE(engine_options(plain, "cuda:0").cuda_graphs.enabled);
+  EXPECT_EQ(engine_options(plain, "cuda:0").cuda_graphs.max_tokens, defaults.max_tokens);
+  EXPECT_EQ(engine_options(plain, "cuda:0").cuda_graphs.max_gib, defaults.max_gib);
 }
 
 TEST(EngineOptions, EngineLogLinesNameModelDeviceAndKey) {

@@ -29,7 +29,7 @@ struct ModelEntry {
   // Device memory each worker plans requests against (engine::EngineOptions); 0: the device's.
   double memory_limit_gib = 0;
   // `cuda_graphs: {enabled, max_graphs, max_tokens, max_gib}`: CUDA graphs of the denoising
-  // steps on each CUDA worker (engine::EngineOptions::cuda_graphs); off unless enabled.
+  // steps on each CUDA worker (engine::EngineOptions::cuda_graphs); on by default.
   engine::GraphCacheOptions cuda_graphs;
   int64_t inject_oom_at_step = -1;
   // Testing: the first batch stops for inject_hang_s before this step, deaf to cancellation.
