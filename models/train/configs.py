@@ -78,6 +78,7 @@ class TrainConfig:
     vae_kl: float = 1e-6
     vae_scenes: int = 6000          # distinct scenes the autoencoder sees (rendered at 3 sizes)
     vae_max_minutes: float = 4.0    # the autoencoder phase stops here if the GPU is slower
+    autoencoder_only: bool = False  # stop after the autoencoder and its checker ceiling
     # transformer + text encoders
     steps: int = 9000
     lr: float = 4e-4

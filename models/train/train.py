@@ -194,6 +194,23 @@ def train_transformer(cfg, buckets, tok, device, log, t_start, probe=None):
 
 # ----------------------------------------------------------------------------- phase 5
 
+@torch.no_grad()
+def autoencoder_ceiling(ae, renderer, count: int, size: int, device: str, amp: bool):
+    """The checker's accuracy on the evaluation scenes as rendered and as the autoencoder
+    reconstructs them: the most the transformer can reach through this decoder."""
+    imgs, caps = renderer.render(data.seeds("eval", count), size, size)
+    rec = []
+    for i in range(0, count, 16):
+        x = data.to_unit(imgs[i:i + 16]).to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            y = ae.decode(ae.encode(x)[0]).float().clamp(-1, 1)
+        rec.append(((y + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+    rec = np.concatenate(rec)
+    truth = [checker.check(im, c).ok for im, c in zip(imgs, caps)]
+    marks = [checker.check(im, c).ok for im, c in zip(rec, caps)]
+    return float(np.mean(truth)), float(np.mean(marks)), rec, caps, marks
+
+
 def evaluate(cfg, flux, t5, clip, vae, tok, device, count, size, log):
     """Checker verdicts of held-out captions generated at `size` (the engine's recipe)."""
     w, h = size
@@ -272,6 +289,23 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
         timings["autoencoder_s"] = time.time() - t0
         log(f"autoencoder: PSNR {psnr:.2f} dB on held-out scenes; latents shift {shift:.4f} "
             f"scale {scale:.4f}")
+        truth, recon, rec_imgs, rec_caps, rec_marks = autoencoder_ceiling(
+            ae, renderer, cfg.eval_captions, base, device, cfg.amp and device.startswith("cuda"))
+        log(f"autoencoder: checker accuracy at {base}^2 {truth:.3f} on the rendered scenes, "
+            f"{recon:.3f} on their reconstructions")
+        if cfg.autoencoder_only:
+            stem = os.path.join(results, f"autoencoder_{cfg.name}_{_commit()}")
+            os.makedirs(results, exist_ok=True)
+            plots.sample_grid(stem + "_reconstructions.png", rec_imgs[:16], rec_caps[:16],
+                              rec_marks[:16])
+            record = {"what": "autoencoder phase alone (--autoencoder-only)",
+                      "commit": _commit(), "psnr_db": psnr, "checker_rendered": truth,
+                      "checker_reconstructed": recon, "captions": len(rec_caps),
+                      "size": base, "curve": ae_curve, "timings_s": timings}
+            with open(stem + ".json", "w") as f:
+                json.dump(record, f, indent=1)
+            log(f"wrote {stem}.json / _reconstructions.png")
+            return record
         del pools
 
         # 3. latents
@@ -337,7 +371,8 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
         "weight_bytes": sizes, "weight_bytes_total": sum(sizes.values()),
         "timings_s": timings, "total_s": time.time() - t_start, "stopped_early_at": stopped,
         "cuda_graphs": graph_stats, "probes": stats["probes"],
-        "autoencoder": {"psnr_db": psnr, "shift_factor": shift, "scaling_factor": scale,
+        "autoencoder": {"psnr_db": psnr, "checker_rendered": truth,
+                        "checker_reconstructed": recon, "shift_factor": shift, "scaling_factor": scale,
                         "curve": ae_curve},
         "transformer_curve": curve, "checker": ev,
         "bucket_loss_last_500": {k: float(np.mean([p["loss"] for p in v[-500:]])) if v else None
@@ -382,6 +417,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="transformer steps (override)")
     ap.add_argument("--no-graphs", action="store_true",
                     help="run every transformer step eagerly (no CUDA graphs)")
+    ap.add_argument("--autoencoder-only", action="store_true",
+                    help="stop after the autoencoder phase and its checker ceiling")
     ap.add_argument("--minutes", type=float, default=None,
                     help="wall-time budget after which the transformer phase stops (override)")
     a = ap.parse_args(argv)
@@ -390,6 +427,8 @@ def main(argv=None) -> int:
                               ("max_minutes", a.minutes)) if v is not None}
     if a.no_graphs:
         over["cuda_graphs"] = False
+    if a.autoencoder_only:
+        over["autoencoder_only"] = True
     cfg = dataclasses.replace(cfg, **over)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("train: no CUDA device (use --device cpu, or --smoke)")
