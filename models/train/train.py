@@ -36,7 +36,8 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from models.train import checker, checkpoint, configs, data, flow, graphs, plots, world
+from models.train import (checker, checkpoint, configs, data, flow, graphs, plots, sensitivity,
+                          world)
 from models.train.autoencoder import (encode_mean, latent_stats, reconstruction_psnr,
                                       train_autoencoder)
 
@@ -121,8 +122,9 @@ def lr_at(cfg, step: int, time_fraction: float = 0.0) -> float:
 
 
 def train_transformer(cfg, buckets, tok, device, log, t_start, probe=None):
-    """`probe(ema_models) -> accuracy`, when given, runs every cfg.probe_every_s seconds (at a
-    log step): the checker's accuracy curve says whether more training time would pay."""
+    """`probe(ema_models) -> {accuracy, sensitivity}`, when given, runs every
+    cfg.probe_every_s seconds (at a log step): the checker's accuracy and the caption words'
+    sensitivity curves say whether more training time would pay."""
     from models.clip import CLIPTextEncoder
     from models.flux import FluxTransformer
     from models.t5 import T5Encoder
@@ -179,11 +181,13 @@ def train_transformer(cfg, buckets, tok, device, log, t_start, probe=None):
             if probe is not None and cfg.probe_every_s > 0 and \
                     time.time() - last_probe >= cfg.probe_every_s:
                 tp = time.time()
-                acc = probe(emas)
-                probes.append({"step": step, "s": time.time() - t0, "accuracy": acc,
+                found = probe(emas)
+                probes.append({"step": step, "s": time.time() - t0, **found,
                                "probe_s": time.time() - tp})
-                log(f"probe at step {step}: checker accuracy {acc:.3f} "
-                    f"({time.time() - tp:.1f} s)")
+                words = ", ".join(f"{k} {v['high']:.2f}/{v['low']:.2f}"
+                                  for k, v in found["sensitivity"].items())
+                log(f"probe at step {step}: checker accuracy {found['accuracy']:.3f}; word "
+                    f"sensitivity high/low sigma: {words} ({time.time() - tp:.1f} s)")
                 last_probe = time.time()
     if running:   # a budget stop between log steps
         values = torch.stack([r[2] for r in running]).tolist()
@@ -318,8 +322,12 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
     eval_size = (base, base)   # 256^2 in the full recipe: the engine's default size
 
     def probe(models):
-        return evaluate(cfg, *models, ae.vae.eval(), tok, device, cfg.probe_captions,
-                        eval_size, lambda m: None)[0]["accuracy"]
+        acc = evaluate(cfg, *models, ae.vae.eval(), tok, device, cfg.probe_captions,
+                       eval_size, lambda m: None)[0]["accuracy"]
+        # moves before the accuracy does (models/train/sensitivity.py)
+        words = sensitivity.sensitivity(*models, tok, device, eval_size[0], cfg.sample_steps,
+                                        cfg.guidance, amp=cfg.amp and device.startswith("cuda"))
+        return {"accuracy": acc, "sensitivity": words}
 
     (flux, t5, clip), curve, per_bucket, stopped, stats = train_transformer(
         cfg, buckets, tok, device, log, t_start, probe)
@@ -332,6 +340,9 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
     vae = ae.vae.eval()
     ev, imgs, caps, marks = evaluate(cfg, flux, t5, clip, vae, tok, device, cfg.eval_captions,
                                      eval_size, log)
+    words = sensitivity.sensitivity(flux, t5, clip, tok, device, eval_size[0], cfg.sample_steps,
+                                    cfg.guidance, amp=cfg.amp and device.startswith("cuda"))
+    log("caption word sensitivity (spread / caption effect):\n" + sensitivity.table(words))
     n = cfg.sample_captions
     sample_scenes = [world.make_scene(s) for s in data.seeds("samples", n)]
     big = (2 * base, 2 * base)
@@ -370,7 +381,7 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
                    "vae_encoder": flow.param_count(ae.encoder)},
         "weight_bytes": sizes, "weight_bytes_total": sum(sizes.values()),
         "timings_s": timings, "total_s": time.time() - t_start, "stopped_early_at": stopped,
-        "cuda_graphs": graph_stats, "probes": stats["probes"],
+        "cuda_graphs": graph_stats, "probes": stats["probes"], "sensitivity": words,
         "autoencoder": {"psnr_db": psnr, "checker_rendered": truth,
                         "checker_reconstructed": recon, "shift_factor": shift, "scaling_factor": scale,
                         "curve": ae_curve},

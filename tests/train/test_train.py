@@ -216,4 +216,6 @@ def test_probe_records_the_checker_curve_during_training(tmp_path):
     probes = record["probes"]
     assert [p["step"] for p in probes] == [0, 2, 4]   # one per log step at this interval
     assert all(0.0 <= p["accuracy"] <= 1.0 and p["probe_s"] > 0 for p in probes)
+    assert all(set(p["sensitivity"]) >= {"shape", "position"} for p in probes)
+    assert set(record["sensitivity"]["colour"]) == {"high", "mid", "low"}
     assert "probes" not in record["cuda_graphs"]
