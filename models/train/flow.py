@@ -67,10 +67,11 @@ def unpack(x: torch.Tensor, h: int, w: int, c: int) -> torch.Tensor:
 
 
 def train_sigmas(n: int, image_tokens: int, generator: torch.Generator,
-                 device) -> torch.Tensor:
-    """Training sigmas: t = sigmoid(N(0, 1)) shifted with the resolution's mu."""
+                 device, mu_boost: float = 0.0) -> torch.Tensor:
+    """Training sigmas: t = sigmoid(N(0, 1)) shifted with the resolution's mu (+ mu_boost:
+    more of the training at high noise, where the layout is decided)."""
     t = torch.sigmoid(torch.randn(n, generator=generator, device=device))
-    return shift(t.clamp(1e-4, 1 - 1e-4), flux_mu(image_tokens))
+    return shift(t.clamp(1e-4, 1 - 1e-4), flux_mu(image_tokens) + mu_boost)
 
 
 # ----------------------------------------------------------------------------- training ops

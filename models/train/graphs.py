@@ -48,7 +48,7 @@ class Stepper:
         x0 = b["latents"][idx].float()
         return {"x0": x0, "ids5": torch.where(drop, empty5, b["t5"][idx]),
                 "idsc": torch.where(drop, emptyc, b["clip"][idx]),
-                "sigma": flow.train_sigmas(n, gh * gw, self.gen, dev),
+                "sigma": flow.train_sigmas(n, gh * gw, self.gen, dev, cfg.sigma_mu_boost),
                 "noise": torch.randn(x0.shape, generator=self.gen, device=dev)}
 
     def _loss_and_update(self, bi: int, inp: Dict[str, torch.Tensor]):
@@ -166,23 +166,32 @@ class Stepper:
         return loss.clone(), gnorm.clone()
 
 
-def make_optimizer(cfg, params, device: str, capturable: bool):
-    """AdamW with decay on matrices only; capturable (device step counts, a tensor learning
-    rate) when steps are replayed from CUDA graphs."""
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+def make_optimizer(cfg, params, device: str, capturable: bool, text_params=()):
+    """AdamW with decay on matrices only; `text_params` (the text encoders') learn at
+    cfg.text_lr_scale times the rate. Capturable (device step counts, a tensor learning rate
+    per group) when steps are replayed from CUDA graphs."""
+    text = {id(p) for p in text_params}
+    groups = []
+    for scale, members in ((1.0, [p for p in params if id(p) not in text]),
+                           (cfg.text_lr_scale, [p for p in params if id(p) in text])):
+        for decay in (True, False):
+            ps = [p for p in members if (p.dim() >= 2) == decay]
+            if ps:
+                lr = scale * cfg.lr
+                groups.append({"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0,
+                               "lr_scale": scale,
+                               "lr": torch.tensor(lr, dtype=torch.float32, device=device)
+                               if capturable else lr})
     if capturable:
-        lr = torch.tensor(cfg.lr, dtype=torch.float32, device=device)
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), eps=1e-8,
-                                 capturable=True, foreach=True)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8)
+        return torch.optim.AdamW(groups, betas=(0.9, 0.99), eps=1e-8, capturable=True,
+                                 foreach=True)
+    return torch.optim.AdamW(groups, betas=(0.9, 0.99), eps=1e-8)
 
 
 def set_lr(opt, lr: float) -> None:
     for g in opt.param_groups:
+        value = lr * g.get("lr_scale", 1.0)
         if torch.is_tensor(g["lr"]):
-            g["lr"].fill_(lr)   # in place: captured graphs read this tensor
+            g["lr"].fill_(value)   # in place: captured graphs read this tensor
         else:
-            g["lr"] = lr
+            g["lr"] = value

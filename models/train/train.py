@@ -138,7 +138,8 @@ def train_transformer(cfg, buckets, tok, device, log, t_start, probe=None):
     emas = [copy.deepcopy(m).eval().requires_grad_(False) for m in models]
     params = [p for m in models for p in m.parameters()]
     use_graphs = cfg.cuda_graphs and device.startswith("cuda")
-    opt = graphs.make_optimizer(cfg, params, device, capturable=use_graphs)
+    opt = graphs.make_optimizer(cfg, params, device, capturable=use_graphs,
+                                text_params=[p for m in (t5, clip) for p in m.parameters()])
     rng = np.random.default_rng([cfg.seed, 4])
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 4)
     weights = np.array([b["weight"] for b in buckets])
@@ -431,7 +432,8 @@ def main(argv=None) -> int:
     ap.add_argument("--autoencoder-only", action="store_true",
                     help="stop after the autoencoder phase and its checker ceiling")
     ap.add_argument("--minutes", type=float, default=None,
-                    help="wall-time budget after which the transformer phase stops (override)")
+                    help="minutes since the run started after which the transformer phase "
+                         "stops (the autoencoder and latents take ~3.5 of them on an H200)")
     a = ap.parse_args(argv)
     cfg = configs.PRESETS["smoke" if a.smoke else (a.config or "full")]()
     over = {k: v for k, v in (("device", a.device), ("seed", a.seed), ("steps", a.steps),

@@ -78,6 +78,19 @@ def test_schedule_and_packing_are_the_engines():
     assert large.mean() > small.mean() + 0.05   # more noise at higher resolution
 
 
+def test_a_mu_boost_moves_training_sigmas_to_high_noise():
+    from models.train import flow
+
+    def draw(boost):
+        g = torch.Generator().manual_seed(5)
+        return flow.train_sigmas(20000, 256, g, "cpu", boost)
+
+    base, boosted = draw(0.0), draw(0.7)
+    assert 0 < float(boosted.min()) and float(boosted.max()) < 1
+    assert (boosted >= base).all()            # the same t, a larger shift
+    assert abs(float(base.median()) - 0.62) < 0.01 and abs(float(boosted.median()) - 0.77) < 0.01
+
+
 def test_prompt_ids_are_padded_like_the_engine(tmp_path):
     from models.train import configs, data
     from models.train.tokenizers import write_grammar_tokenizers
