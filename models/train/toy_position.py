@@ -41,29 +41,34 @@ class TokenWorld:
         self.background = torch.tensor(rng.normal(size=64) * 0.5, dtype=torch.float32)
         self.cells = [v for v in world.POSITIONS.values()]
 
-    def sample(self, n: int, g: torch.Generator) -> Tuple[List[str], torch.Tensor]:
+    def sample(self, n: int, g: torch.Generator,
+               grid: int = GRID) -> Tuple[List[str], torch.Tensor]:
+        """On a grid x grid canvas; the object's side is a quarter of the canvas."""
         names = list(self.colours)
+        side = grid // 4
         caps, xs = [], []
         for _ in range(n):
             colour = names[int(torch.randint(len(names), (1,), generator=g))]
-            x = self.background.repeat(GRID, GRID, 1)
+            x = self.background.repeat(grid, grid, 1)
             if float(torch.rand(1, generator=g)) < 0.5:
                 phrase, row, col = self.cells[int(torch.randint(len(self.cells), (1,),
                                                                 generator=g))]
-                y0 = int(round(world.CELL_CENTRES[row] * GRID - 1))
-                x0 = int(round(world.CELL_CENTRES[col] * GRID - 1))
+                y0 = int(round(world.CELL_CENTRES[row] * grid - side / 2))
+                x0 = int(round(world.CELL_CENTRES[col] * grid - side / 2))
                 caps.append(f"a {colour} circle {phrase}")
             else:
-                y0, x0 = (int(v) for v in torch.randint(0, GRID - 1, (2,), generator=g))
+                y0, x0 = (int(v) for v in torch.randint(0, grid - side + 1, (2,), generator=g))
                 caps.append(f"a {colour} circle")
-            y0, x0 = min(max(y0, 0), GRID - 2), min(max(x0, 0), GRID - 2)
-            x[y0:y0 + 2, x0:x0 + 2] = self.colours[colour]
-            xs.append(x.reshape(GRID * GRID, 64))
+            y0, x0 = min(max(y0, 0), grid - side), min(max(x0, 0), grid - side)
+            x[y0:y0 + side, x0:x0 + side] = self.colours[colour]
+            xs.append(x.reshape(grid * grid, 64))
         return caps, torch.stack(xs)
 
 
 def run(steps: int, lr: float, text_lr_scale: float, sigma_mu_boost: float, seed: int,
-        evals: int = 4, batch: int = 32, log=print) -> List[Dict]:
+        evals: int = 4, batch: int = 32, log=print, grids=(GRID,)) -> List[Dict]:
+    """Steps cycle through `grids` (the real recipe mixes resolutions); the sensitivity is
+    measured on the first grid."""
     from models.clip import CLIPTextEncoder
     from models.flux import FluxTransformer
     from models.t5 import T5Encoder
@@ -89,15 +94,16 @@ def run(steps: int, lr: float, text_lr_scale: float, sigma_mu_boost: float, seed
     every = max(1, steps // evals)
     for step in range(steps):
         graphs.set_lr(opt, lr * min(1.0, (step + 1) / 100))
-        caps, x0 = toy.sample(batch, g)
+        grid = grids[step % len(grids)]
+        caps, x0 = toy.sample(batch, g, grid)
         caps = [c if float(torch.rand(1, generator=g)) >= cfg.caption_dropout else ""
                 for c in caps]
         ids5, idsc = tok.batch(caps)
-        s = flow.train_sigmas(batch, GRID * GRID, g, "cpu", sigma_mu_boost).view(-1, 1, 1)
+        s = flow.train_sigmas(batch, grid * grid, g, "cpu", sigma_mu_boost).view(-1, 1, 1)
         noise = torch.randn(x0.shape, generator=g)
         with flow.training_attention():
             v = flux((1 - s) * x0 + s * noise, t5(ids5, None), clip(idsc, None)[1],
-                     s.view(-1), None, GRID, GRID)
+                     s.view(-1), None, grid, grid)
         loss = ((v.float() - (noise - x0)) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -106,7 +112,7 @@ def run(steps: int, lr: float, text_lr_scale: float, sigma_mu_boost: float, seed
         if (step + 1) % every == 0:
             for m in models:
                 m.eval()
-            words = sensitivity.sensitivity(flux, t5, clip, tok, size=GRID * 16, steps=16,
+            words = sensitivity.sensitivity(flux, t5, clip, tok, size=grids[0] * 16, steps=16,
                                             seeds=(0, 1))
             for m in models:
                 m.train()
@@ -129,11 +135,14 @@ def main(argv=None) -> int:
     ap.add_argument("--text-lr-scale", type=float, default=1.0)
     ap.add_argument("--sigma-mu-boost", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--grids", default=str(GRID),
+                    help="token grids the steps cycle through, e.g. 8,16 (sensitivity: the first)")
     ap.add_argument("--out", default=None, help="JSON here")
     a = ap.parse_args(argv)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     hist = run(a.steps, a.lr, a.text_lr_scale, a.sigma_mu_boost, a.seed,
-               log=lambda m: print(f"{a.name}: {m}", flush=True))
+               log=lambda m: print(f"{a.name}: {m}", flush=True),
+               grids=tuple(int(v) for v in a.grids.split(",")))
     if a.out:
         from models.train.train import _commit
 

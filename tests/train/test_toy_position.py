@@ -22,6 +22,10 @@ def test_positioned_objects_sit_in_their_cell():
                 assert abs(float(cx) - world.CELL_CENTRES[col]) < 0.15, cap
                 seen += 1
     assert 16 < seen < 48   # about half the captions name a position
+    caps, x = toy.sample(8, torch.Generator().manual_seed(1), grid=16)
+    assert x.shape == (8, 256, 64)
+    for cap, grid in zip(caps, x.view(8, 16, 16, 64)):
+        assert int(((grid - toy.colours[cap.split()[1]]).abs().sum(-1) < 1e-5).sum()) == 16
 
 
 def test_a_short_run_records_sensitivity(tmp_path):
@@ -30,7 +34,7 @@ def test_a_short_run_records_sensitivity(tmp_path):
 
     load_grat_ops()
     hist = tp.run(steps=4, lr=1e-3, text_lr_scale=1.0, sigma_mu_boost=0.7, seed=0, evals=2,
-                  batch=4, log=lambda m: None)
+                  batch=4, log=lambda m: None, grids=(8, 16))
     assert [h["step"] for h in hist] == [2, 4]
     assert all(set(h["position"]) == {"high", "mid", "low"} for h in hist)
     assert all(h["loss"] > 0 for h in hist)
