@@ -384,8 +384,8 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
         "timings_s": timings, "total_s": time.time() - t_start, "stopped_early_at": stopped,
         "cuda_graphs": graph_stats, "probes": stats["probes"], "sensitivity": words,
         "autoencoder": {"psnr_db": psnr, "checker_rendered": truth,
-                        "checker_reconstructed": recon, "shift_factor": shift, "scaling_factor": scale,
-                        "curve": ae_curve},
+                        "checker_reconstructed": recon, "shift_factor": shift,
+                        "scaling_factor": scale, "curve": ae_curve},
         "transformer_curve": curve, "checker": ev,
         "bucket_loss_last_500": {k: float(np.mean([p["loss"] for p in v[-500:]])) if v else None
                                  for k, v in per_bucket.items()},
