@@ -253,6 +253,7 @@ def evaluate(cfg, flux, t5, clip, vae, tok, device, count, size, log):
 def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
     t_start = time.time()
     device = cfg.device
+    amp = cfg.amp and device.startswith("cuda")
     if device.startswith("cuda"):
         # cuDNN's SDPA backward fails (mha_graph.execute) on the H200 with torch 2.11 for
         # these shapes; flash / memory-efficient attention train them.
@@ -286,7 +287,7 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
         ae, ae_curve = train_autoencoder(cfg, pools, device, log)
         held = renderer.render(data.seeds("eval", 16, 7), base, base)[0]
         psnr = reconstruction_psnr(ae, held, device)
-        z = encode_mean(ae, pools[0][:256], device, amp=cfg.amp and device.startswith("cuda"))
+        z = encode_mean(ae, pools[0][:256], device, amp=amp)
         shift, scale = latent_stats(z)
         cfg = dataclasses.replace(cfg, vae=dataclasses.replace(
             cfg.vae, shift_factor=shift, scaling_factor=scale))
@@ -295,7 +296,7 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
         log(f"autoencoder: PSNR {psnr:.2f} dB on held-out scenes; latents shift {shift:.4f} "
             f"scale {scale:.4f}")
         truth, recon, rec_imgs, rec_caps, rec_marks = autoencoder_ceiling(
-            ae, renderer, cfg.eval_captions, base, device, cfg.amp and device.startswith("cuda"))
+            ae, renderer, cfg.eval_captions, base, device, amp)
         log(f"autoencoder: checker accuracy at {base}^2 {truth:.3f} on the rendered scenes, "
             f"{recon:.3f} on their reconstructions")
         if cfg.autoencoder_only:
@@ -322,13 +323,14 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
     t0 = time.time()
     eval_size = (base, base)   # 256^2 in the full recipe: the engine's default size
 
+    def word_sensitivity(models):   # moves before the accuracy does
+        return sensitivity.sensitivity(*models, tok, device, eval_size[0], cfg.sample_steps,
+                                       cfg.guidance, amp=amp)
+
     def probe(models):
         acc = evaluate(cfg, *models, ae.vae.eval(), tok, device, cfg.probe_captions,
                        eval_size, lambda m: None)[0]["accuracy"]
-        # moves before the accuracy does (models/train/sensitivity.py)
-        words = sensitivity.sensitivity(*models, tok, device, eval_size[0], cfg.sample_steps,
-                                        cfg.guidance, amp=cfg.amp and device.startswith("cuda"))
-        return {"accuracy": acc, "sensitivity": words}
+        return {"accuracy": acc, "sensitivity": word_sensitivity(models)}
 
     (flux, t5, clip), curve, per_bucket, stopped, stats = train_transformer(
         cfg, buckets, tok, device, log, t_start, probe)
@@ -341,13 +343,11 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
     vae = ae.vae.eval()
     ev, imgs, caps, marks = evaluate(cfg, flux, t5, clip, vae, tok, device, cfg.eval_captions,
                                      eval_size, log)
-    words = sensitivity.sensitivity(flux, t5, clip, tok, device, eval_size[0], cfg.sample_steps,
-                                    cfg.guidance, amp=cfg.amp and device.startswith("cuda"))
+    words = word_sensitivity((flux, t5, clip))
     log("caption word sensitivity (spread / caption effect):\n" + sensitivity.table(words))
     n = cfg.sample_captions
     sample_scenes = [world.make_scene(s) for s in data.seeds("samples", n)]
     big = (2 * base, 2 * base)
-    amp = cfg.amp and device.startswith("cuda")
     samples = flow.generate(flux, t5, clip, vae, tok, [s.caption for s in sample_scenes],
                             [s.seed for s in sample_scenes], big[0], big[1], cfg.sample_steps,
                             cfg.guidance, device, amp)
