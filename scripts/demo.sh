@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: install deps, build (which also exports the tiny default
-# bundles), start the gRPC server with the tiny image bundle (and, with --tiny-video, the tiny
-# video bundle) on localhost, generate a demo image and then a demo video (9 frames, MP4)
-# through gratctl, then drain the server with SIGTERM.
+# The main job on a fresh machine: install deps, build (which also exports the default
+# bundles), start the gRPC server with the default image model flux-shapes, trained here on a
+# world of flat shapes (and, with --tiny-video, the tiny video bundle) on localhost, generate a
+# demo image, score it with the scene checker (when the prompt is in the model's grammar:
+# models/train/README.md) and then a demo video (9 frames, MP4) through gratctl, then drain
+# the server with SIGTERM.
 #   ./scripts/demo.sh ["prompt"] [out.png] [out.mp4]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
-prompt="${1:-a red fox in the snow at dawn}"
+prompt="${1:-a red circle left of a blue square}"
 out="${2:-$root/demo.png}"
 video_out="${3:-$root/demo.mp4}"
 "$root/scripts/install_deps.sh"
@@ -29,6 +31,8 @@ done
 "${ctl[@]}" models
 "${ctl[@]}" generate --prompt "$prompt" --width 256 --height 256 --seed 7 --attention auto --out "$out"
 echo "demo image: $out (server log: $log)"
+# The checker's verdict (exit 1: the image fails its caption; 2: a prompt outside the grammar).
+PYTHONPATH="$root" python3 -m models.train.checker "$out" "$prompt" || true
 # The tiny video model (random weights): 9 frames of 256x256 at 8 fps, H.264 in MP4.
 "${ctl[@]}" generate --model hunyuan-video-tiny --prompt "$prompt" --width 256 --height 256 \
   --frames 9 --fps 8 --seed 7 --out "$video_out"

@@ -452,7 +452,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a = ap.parse_args(argv)
     from PIL import Image
 
-    verdict = check(Image.open(a.image).convert("RGB"), a.caption)
+    try:
+        spec = world.parse_caption(a.caption)
+    except world.CaptionError as e:   # exit 2: nothing to check against, not a failed check
+        print(f"not checked: {e} (the grammar: models/train/README.md)")
+        return 2
+    verdict = check(Image.open(a.image).convert("RGB"), spec)
     print(verdict)
     return 0 if verdict.ok else 1
 

@@ -417,7 +417,8 @@ def main(argv=None) -> int:
     ap.add_argument("--smoke", action="store_true",
                     help="every phase at toy sizes on the CPU (tests; well under a minute)")
     ap.add_argument("--config", default=None, choices=sorted(configs.PRESETS),
-                    help="training recipe (default full; --smoke is --config smoke)")
+                    help="training recipe (default fast256, the shipped weights' recipe; "
+                         "--smoke is --config smoke)")
     ap.add_argument("--out", default=os.path.join(ROOT, "models", "train", "weights"),
                     help="checkpoint folder (default models/train/weights)")
     ap.add_argument("--results", default=None,
@@ -435,7 +436,7 @@ def main(argv=None) -> int:
                     help="minutes since the run started after which the transformer phase "
                          "stops (the autoencoder and latents take ~3.5 of them on an H200)")
     a = ap.parse_args(argv)
-    cfg = configs.PRESETS["smoke" if a.smoke else (a.config or "full")]()
+    cfg = configs.PRESETS["smoke" if a.smoke else (a.config or "fast256")]()
     over = {k: v for k, v in (("device", a.device), ("seed", a.seed), ("steps", a.steps),
                               ("max_minutes", a.minutes)) if v is not None}
     if a.no_graphs:

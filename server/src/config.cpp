@@ -223,8 +223,8 @@ ModelEntry parse_model(const YAML::Node& node, const std::string& where,
 
 // A bundle the build makes: $env, else the build's path (`built`), else bundles/<folder> next
 // to the executable's repository or the working directory.
-std::string tiny_bundle(const std::string& executable_path, const char* env_name, const char* built,
-                        const std::string& folder) {
+std::string built_bundle(const std::string& executable_path, const char* env_name,
+                         const char* built, const std::string& folder) {
   if (const char* env = std::getenv(env_name); env && *env) return env;
   std::vector<std::string> candidates;
   if (built && *built) candidates.emplace_back(built);
@@ -348,8 +348,8 @@ ServerConfig load_config_file(const std::string& path) {
 ServerConfig default_config(const std::string& executable_path) {
   ServerConfig c;
   ModelEntry e;
-  e.name = "flux-tiny";
-  e.bundle = tiny_bundle(executable_path, "GRAT_TINY_BUNDLE", kBuiltBundle, "flux-tiny");
+  e.name = "flux-shapes";
+  e.bundle = built_bundle(executable_path, "GRAT_SHAPES_BUNDLE", kBuiltBundle, "flux-shapes");
   e.devices = {"cpu"};
   c.models.push_back(e);
   return c;
@@ -358,8 +358,8 @@ ServerConfig default_config(const std::string& executable_path) {
 ModelEntry tiny_video_model(const std::string& executable_path) {
   ModelEntry e;
   e.name = "hunyuan-video-tiny";
-  e.bundle = tiny_bundle(executable_path, "GRAT_TINY_VIDEO_BUNDLE", kBuiltVideoBundle,
-                         "hunyuan-video-tiny");
+  e.bundle = built_bundle(executable_path, "GRAT_TINY_VIDEO_BUNDLE", kBuiltVideoBundle,
+                          "hunyuan-video-tiny");
   e.devices = {"cpu"};
   return e;
 }

@@ -1,6 +1,6 @@
-// grat_server: serves the models of a YAML config (or, with no arguments, the tiny default
-// bundle on the CPU on localhost:50051; --tiny-video adds the tiny video bundle). SIGTERM/SIGINT
-// drain and exit 0.
+// grat_server: serves the models of a YAML config (or, with no arguments, the default image
+// model trained here on the CPU on localhost:50051; --tiny-video adds the tiny video bundle).
+// SIGTERM/SIGINT drain and exit 0.
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -24,9 +24,10 @@ const char* kUsage =
     "                   [--metrics-listen HOST:PORT] [--check-config]\n"
     "  --check-config: parse the config (and environment), print it, exit 0 (or 2 naming the\n"
     "  bad key) without loading models.\n"
-    "  With no --config: the tiny default bundle ($GRAT_TINY_BUNDLE or bundles/flux-tiny) on\n"
-    "  the CPU; --tiny-video also serves the tiny video bundle as model hunyuan-video-tiny\n"
-    "  ($GRAT_TINY_VIDEO_BUNDLE or bundles/hunyuan-video-tiny; flux-tiny stays the default).\n"
+    "  With no --config: the default image model flux-shapes ($GRAT_SHAPES_BUNDLE or\n"
+    "  bundles/flux-shapes: flat shapes, models/train/README.md) on the CPU; --tiny-video also\n"
+    "  serves the tiny video bundle as model hunyuan-video-tiny ($GRAT_TINY_VIDEO_BUNDLE or\n"
+    "  bundles/hunyuan-video-tiny; flux-shapes stays the default).\n"
     "  Environment: GRAT_LISTEN, GRAT_METRICS_LISTEN, GRAT_LOG_LEVEL, GRAT_MODEL_<NAME>_PATH.\n"
     "  Keys of the config: deploy/config.example.yaml.\n";
 

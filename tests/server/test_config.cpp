@@ -330,15 +330,15 @@ models:
 
 // grat_server --tiny-video: the no-argument config plus the tiny video bundle.
 TEST(ServerConfig, TinyVideoModelNextToTheDefault) {
-  ::setenv("GRAT_TINY_BUNDLE", "/x/flux-tiny", 1);
+  ::setenv("GRAT_SHAPES_BUNDLE", "/x/flux-shapes", 1);
   ::setenv("GRAT_TINY_VIDEO_BUNDLE", "/x/hunyuan-video-tiny", 1);
   ServerConfig c = default_config("");
   c.models.push_back(tiny_video_model(""));
-  ::unsetenv("GRAT_TINY_BUNDLE");
+  ::unsetenv("GRAT_SHAPES_BUNDLE");
   ::unsetenv("GRAT_TINY_VIDEO_BUNDLE");
   ASSERT_EQ(c.models.size(), 2u);
-  EXPECT_EQ(c.models[0].name, "flux-tiny");
-  EXPECT_EQ(c.models[0].bundle, "/x/flux-tiny");
+  EXPECT_EQ(c.models[0].name, "flux-shapes");
+  EXPECT_EQ(c.models[0].bundle, "/x/flux-shapes");
   EXPECT_EQ(c.models[1].name, "hunyuan-video-tiny");
   EXPECT_EQ(c.models[1].bundle, "/x/hunyuan-video-tiny");
   EXPECT_EQ(c.models[1].devices, std::vector<std::string>{"cpu"});
@@ -346,7 +346,7 @@ TEST(ServerConfig, TinyVideoModelNextToTheDefault) {
   std::map<std::string, std::string> env = {{"GRAT_MODEL_HUNYUAN_VIDEO_TINY_PATH", "/y/video"}};
   g_env = &env;
   apply_env_overrides(c, fake_getenv);  // names stay unique; the video bundle moves
-  EXPECT_EQ(c.models[0].bundle, "/x/flux-tiny");
+  EXPECT_EQ(c.models[0].bundle, "/x/flux-shapes");
   EXPECT_EQ(c.models[1].bundle, "/y/video");
   // Without the environment: the build's bundle (or bundles/hunyuan-video-tiny found nearby).
   EXPECT_THAT(tiny_video_model("").bundle, HasSubstr("hunyuan-video-tiny"));

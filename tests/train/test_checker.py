@@ -161,3 +161,6 @@ def test_command_line(tmp_path, capsys):
     assert checker.main([str(path), "a blue circle right of an orange cross"]) == 1
     out = capsys.readouterr().out
     assert "PASS" in out and "FAIL" in out and "relation" in out
+    # a caption outside the grammar: nothing to check against (2), not a failed check (1)
+    assert checker.main([str(path), "a red fox in the snow"]) == 2
+    assert "not checked" in capsys.readouterr().out

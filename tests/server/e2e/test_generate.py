@@ -104,9 +104,11 @@ def test_list_models(server):
     assert m.defaults.steps > 0 and list(m.devices) == ["cpu"]
 
 
-def test_no_argument_server_serves_tiny_bundle():
+def test_no_argument_server_serves_the_trained_default_model():
     s = harness.Server(use_config=False)
     try:
+        resp = s.stub.ListModels(pb2.ListModelsRequest(), timeout=10)
+        assert resp.default_model == "flux-shapes" and len(resp.models) == 1
         data, _, _ = harness.client.generate(s.stub, harness.request(), timeout=60)
         harness.decode_image(data)
         assert '"msg":"serving"' in s.logs()

@@ -428,8 +428,8 @@ def test_no_config_server_with_tiny_video():
     s = harness.Server(use_config=False, server_args=["--tiny-video"])
     try:
         resp = s.stub.ListModels(pb2.ListModelsRequest(), timeout=10)
-        assert resp.default_model == "flux-tiny"
-        assert {m.name: m.kind for m in resp.models} == {"flux-tiny": "image", VIDEO: "video"}
+        assert resp.default_model == "flux-shapes"
+        assert {m.name: m.kind for m in resp.models} == {"flux-shapes": "image", VIDEO: "video"}
         data, mime, _ = harness.client.generate(s.stub, harness.request(), timeout=60)
         assert mime == "image/png"
         harness.decode_image(data)

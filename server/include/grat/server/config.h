@@ -91,13 +91,13 @@ ServerConfig parse_config(const std::string& yaml_text, const std::string& base_
                           bool allow_test_settings = test_hooks_built());
 ServerConfig load_config_file(const std::string& path);
 
-// The no-argument config: the tiny bundle on the CPU, on localhost:50051. The bundle is
-// $GRAT_TINY_BUNDLE, else the build's bundle, else bundles/flux-tiny next to the executable's
-// repository or the working directory.
+// The no-argument config: the default image model "flux-shapes" (trained here, models/train)
+// on the CPU, on localhost:50051. The bundle is $GRAT_SHAPES_BUNDLE, else the build's bundle,
+// else bundles/flux-shapes next to the executable's repository or the working directory.
 ServerConfig default_config(const std::string& executable_path);
 
 // The tiny video bundle as a model entry (`grat_server --tiny-video` adds it to the
-// no-argument config; flux-tiny stays the default model): "hunyuan-video-tiny" on the CPU, from
+// no-argument config; flux-shapes stays the default model): "hunyuan-video-tiny" on the CPU, from
 // $GRAT_TINY_VIDEO_BUNDLE, else the build's bundle, else bundles/hunyuan-video-tiny found as
 // above.
 ModelEntry tiny_video_model(const std::string& executable_path);
