@@ -10,9 +10,14 @@ full-attention image of the same caption, seed and size (PSNR, SSIM).
 
 Modes: full, B, X, auto, and firstK (GRAT-B with full attention for the first K steps).
 Prints a table per size and mode: checker accuracy, PSNR / SSIM against full (mean, min),
-and which clause kinds fail where full attention passed. Writes JSON (GPU, command, commit,
-every image's verdict) and, with --figure, a side-by-side PNG (full | B | X ... for a few
-captions). --min-accuracy A: exit 1 when full attention's accuracy at any size is below A.
+and which clause kinds fail where full attention passed; then a table of the pass rate of
+each clause kind (count, size, position, relation, nothing else, background) and of all
+clauses. Writes JSON (GPU, command, commit, every image's verdict and clause counts) and, with
+--figure, a side-by-side PNG (full | B | X ... for a few captions).
+--min-accuracy A: exit 1 when full attention's accuracy at any size is below A.
+--min-clause-rate KIND=R[,KIND=R...]: exit 1 when full attention's pass rate of that clause
+kind (`all`: every clause) at any size is below R; a model far from whole-caption accuracy
+still shows here whether it draws the right backgrounds, shapes, places.
 """
 import argparse
 import concurrent.futures
@@ -40,6 +45,8 @@ from models.train import checker, world  # noqa: E402
 from provenance import commit_of  # noqa: E402
 
 CAPTION_SEED0 = 900_000  # the benchmark's scenes: world.make_scene(CAPTION_SEED0 + i)
+# The checker's clause kinds, in the order of its verdicts (the table's columns).
+CLAUSE_KINDS = ("count", "size", "position", "relation", "nothing else", "background")
 
 
 def noise_seed(caption_index: int, k: int) -> int:
@@ -100,6 +107,33 @@ def score(images: Dict, scenes) -> Tuple[Dict, Dict]:
     return ({c: v for c, v, _ in done}, {c: q for c, _, q in done if q is not None})
 
 
+def clause_counts(verdict) -> Dict[str, list]:
+    """{kind: [passed, total]} of a verdict's clauses."""
+    out: Dict[str, list] = {}
+    for c in verdict.clauses:
+        pt = out.setdefault(c.kind, [0, 0])
+        pt[0] += bool(c.ok)
+        pt[1] += 1
+    return out
+
+
+def parse_clause_floors(text: str) -> Dict[str, float]:
+    """--min-clause-rate "background=0.6,all=0.4" -> {kind: fraction}."""
+    floors = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        kind, _, value = item.rpartition("=")
+        kind = kind.strip()
+        try:
+            if kind not in CLAUSE_KINDS + ("all",):
+                raise ValueError(kind)
+            floors[kind] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not KIND=FRACTION with KIND one of "
+                f"{', '.join(CLAUSE_KINDS + ('all',))}") from None
+    return floors
+
+
 def attention(pb2, mode: str):
     """AttentionSettings of a mode name: full, B, X, auto, firstK."""
     a = pb2.AttentionSettings()
@@ -140,7 +174,8 @@ class Server:
         t0 = time.time()
         while time.time() - t0 < timeout_s:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"grat_server exited ({self.proc.returncode}); see {self.log.name}")
+                raise RuntimeError(f"grat_server exited ({self.proc.returncode}); "
+                                   f"see {self.log.name}")
             try:
                 stub.ListModels(pb2.ListModelsRequest(), timeout=2)
                 return
@@ -207,6 +242,9 @@ def main(argv=None) -> int:
     ap.add_argument("--images", help="folder to keep every generated PNG in")
     ap.add_argument("--commit", default="")
     ap.add_argument("--min-accuracy", type=float, default=0.0)
+    ap.add_argument("--min-clause-rate", type=parse_clause_floors, default={},
+                    metavar="KIND=FRACTION[,KIND=FRACTION...]",
+                    help="floors of full attention's clause pass rates; KIND 'all': every clause")
     args = ap.parse_args(argv)
 
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -253,7 +291,8 @@ def main(argv=None) -> int:
     if args.images:
         os.makedirs(args.images, exist_ok=True)
         for (ci, seed, size, mode), img in images.items():
-            Image.fromarray(img).save(os.path.join(args.images, f"{size}_{ci:04d}_{seed}_{mode}.png"))
+            name = f"{size}_{ci:04d}_{seed}_{mode}.png"
+            Image.fromarray(img).save(os.path.join(args.images, name))
 
     # Each image is checked once (the full-attention verdicts serve every mode and the
     # figure), on every core: at 1024^2 a check and an SSIM take ~0.1 s each.
@@ -263,13 +302,19 @@ def main(argv=None) -> int:
         for mode in modes:
             ok, ps, ss, lost = 0, [], [], {}
             n = 0
+            passed: Dict[str, list] = {}   # {kind: [passed, total]} over this row's images
             for ci, scene in enumerate(scenes):
                 for seed in range(args.seeds):
                     v = verdicts[(ci, seed, size, mode)]
                     full_ok = verdicts[(ci, seed, size, "full")].ok
                     rec = {"caption": scene.caption, "scene_seed": scene.seed,
                            "seed": noise_seed(ci, seed),
-                           "size": size, "mode": mode, "ok": v.ok, "reasons": v.reasons}
+                           "size": size, "mode": mode, "ok": v.ok, "reasons": v.reasons,
+                           "clauses": clause_counts(v)}
+                    for kind, (p, t) in rec["clauses"].items():
+                        pt = passed.setdefault(kind, [0, 0])
+                        pt[0] += p
+                        pt[1] += t
                     if mode != "full":
                         rec["psnr_db"], rec["ssim"] = quality[(ci, seed, size, mode)]
                         ps.append(rec["psnr_db"])
@@ -282,6 +327,7 @@ def main(argv=None) -> int:
                     ok += v.ok
                     n += 1
             finite = [p for p in ps if np.isfinite(p)]
+            n_clauses = sum(t for _, t in passed.values())
             summary[f"{size}/{mode}"] = {
                 "size": size, "mode": mode, "attention": ran.get(mode, ""), "n": n,
                 "accuracy": ok / n,
@@ -291,6 +337,11 @@ def main(argv=None) -> int:
                 "ssim_mean": float(np.mean(ss)) if ss else None,
                 "ssim_min": float(np.min(ss)) if ss else None,
                 "lost_where_full_passed": lost,
+                # A kind no caption asked for has no rate (absent), not 0 or 1.
+                "clause_pass": {k: passed[k][0] / passed[k][1] for k in CLAUSE_KINDS
+                                if k in passed},
+                "clauses_passed": (sum(p for p, _ in passed.values()) / n_clauses
+                                   if n_clauses else None),
             }
 
     print(f"{'size':>5} {'mode':8} {'n':>4} {'accuracy':>8} {'PSNR dB':>8} {'min':>6} "
@@ -300,6 +351,16 @@ def main(argv=None) -> int:
         print(f"{s['size']:>5} {s['mode']:8} {s['n']:>4} {100 * s['accuracy']:7.1f}% "
               f"{f(s['psnr_mean_db'], 8, 2)} {f(s['psnr_min_db'], 6, 1)} {f(s['ssim_mean'], 6, 3)} "
               f"{f(s['ssim_min'], 6, 3)}  {s['lost_where_full_passed'] or ''}")
+
+    # Clause pass rates: the signal of a model that draws most of a caption but seldom all.
+    print(f"\n{'size':>5} {'mode':8} " + " ".join(f"{k[:12]:>12}" for k in CLAUSE_KINDS)
+          + f" {'all':>6}")
+    for s in summary.values():
+        cells = [f"{100 * s['clause_pass'][k]:11.1f}%" if k in s["clause_pass"]
+                 else f"{'-':>12}" for k in CLAUSE_KINDS]
+        overall = s["clauses_passed"]
+        print(f"{s['size']:>5} {s['mode']:8} " + " ".join(cells)
+              + (f" {100 * overall:5.1f}%" if overall is not None else f" {'-':>6}"))
 
     result = {
         "benchmark": "fidelity", "gpu": gpu_name(args.device), "device": args.device,
@@ -323,12 +384,26 @@ def main(argv=None) -> int:
         figure(args.figure, rows, modes)
         print(f"wrote {args.figure}")
 
+    failed = False
     worst = min(summary[f"{s}/full"]["accuracy"] for s in sizes)
     if worst < args.min_accuracy:
         print(f"FAIL: full attention's checker accuracy {100 * worst:.1f}% is below "
               f"--min-accuracy {100 * args.min_accuracy:.1f}%")
-        return 1
-    return 0
+        failed = True
+    for kind, floor in args.min_clause_rate.items():
+        for size in sizes:
+            row = summary[f"{size}/full"]
+            rate = row["clauses_passed"] if kind == "all" else row["clause_pass"].get(kind)
+            if rate is None:   # no caption asked for it: a floor that measures nothing fails
+                print(f"FAIL: no '{kind}' clauses at {size}^2 to hold to --min-clause-rate "
+                      f"{kind}={floor:g}")
+                failed = True
+            elif rate < floor:
+                print(f"FAIL: full attention's '{kind}' clause pass rate at {size}^2 "
+                      f"{100 * rate:.1f}% is below --min-clause-rate {kind}={floor:g} "
+                      f"({100 * floor:.1f}%)")
+                failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
