@@ -1,6 +1,6 @@
 # GRATServe GPU image: grat_server and gratctl, LibTorch and the CUDA runtime from the pinned
 # torch wheel (the driver comes from the host through the NVIDIA container toolkit), the CUDA
-# kernels for sm_90a and sm_80, the tiny default bundles baked in, real bundles in /models.
+# kernels for sm_90a and sm_80, the default bundles baked in, real bundles in /models.
 #   docker build -t gratserve:latest .
 #   buildah bud --format docker --layers -t gratserve:latest .   (scripts/container_build.sh)
 #   docker run --gpus all -p 50051:50051 -v /srv/bundles:/models:ro gratserve:latest
@@ -41,7 +41,7 @@ ENV CUDACXX=${CUDA_HOME}/bin/nvcc \
     PATH=${CUDA_HOME}/bin:${PATH}
 COPY . .
 # Tests are CI's job (the host build); the image builds the server, the clients, the kernels
-# (sm_90a and sm_80, CMakeLists.txt) and the tiny bundles, then stages the runtime files.
+# (sm_90a and sm_80, CMakeLists.txt) and the default bundles, then stages the runtime files.
 RUN ./scripts/build.sh -DGRAT_BUILD_TESTS=OFF \
  && ./scripts/container_stage.sh
 

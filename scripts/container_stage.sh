@@ -4,7 +4,8 @@
 # /runtime-packages.txt), the Debian packages that own every library those files load.
 #   /opt/gratserve/bin       grat_server, gratctl
 #   /opt/gratserve/lib       libgrat_kernels.so (the operators, CUDA kernels for sm_90a + sm_80)
-#   /opt/gratserve/bundles   the tiny default bundles the build exported
+#   /opt/gratserve/bundles   the default bundles the build exported (flux-shapes, the tiny
+#                            video model)
 #   /etc/grat/config.yaml    deploy/container/config.yaml
 #   <site-packages>/torch/lib, <site-packages>/nvidia/*/lib   LibTorch and the CUDA runtime
 #                            libraries of the torch wheel, at the same paths as here (their
@@ -24,7 +25,7 @@ for f in server/grat_server clients/gratctl kernels/libgrat_kernels.so; do
 done
 grep -q '^CMAKE_CUDA_COMPILER:[A-Z]*=/' "$build/CMakeCache.txt" ||
   fail "the build found no nvcc: the image must carry the CUDA kernels"
-for b in flux-tiny hunyuan-video-tiny; do
+for b in flux-shapes hunyuan-video-tiny; do
   [ -f "$root/bundles/$b/model.yaml" ] || fail "missing bundles/$b (the build exports it)"
 done
 
@@ -33,7 +34,7 @@ mkdir -p "$stage/opt/gratserve/bin" "$stage/opt/gratserve/lib" "$stage/opt/grats
   "$stage/etc/grat" "$stage/etc/ld.so.conf.d"
 install -m 0755 "$build/server/grat_server" "$build/clients/gratctl" "$stage/opt/gratserve/bin/"
 install -m 0644 "$build/kernels/libgrat_kernels.so" "$stage/opt/gratserve/lib/"
-cp -a "$root/bundles/flux-tiny" "$root/bundles/hunyuan-video-tiny" "$stage/opt/gratserve/bundles/"
+cp -a "$root/bundles/flux-shapes" "$root/bundles/hunyuan-video-tiny" "$stage/opt/gratserve/bundles/"
 install -m 0644 "$root/deploy/container/config.yaml" "$stage/etc/grat/config.yaml"
 
 # LibTorch: the C++ libraries; not the Python bindings (libtorch_python, libshm), headers or

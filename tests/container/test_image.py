@@ -5,7 +5,7 @@ pulled, layer and pip caches), then checks the image:
 - its configuration: non-root user, STOPSIGNAL SIGTERM, the gratctl health check, the /models
   volume, the ports, grat_server as entrypoint; the tag is the image deploy/k8s runs;
 - its files: the kernels library holds sm_90a (and sm_80) code for the Hopper attention kernels
-  (cuobjdump, no GPU needed), the tiny bundles are baked in, no compiler or nvcc came along;
+  (cuobjdump, no GPU needed), the default bundles are baked in, no compiler or nvcc came along;
 - it serves: the image's own entrypoint and command start in it (as its user, host network),
   the image's health check passes inside it, and the host's gratctl lists the models and
   generates a PNG through it from outside; /metrics answers; SIGTERM drains and exits 0.
@@ -119,7 +119,7 @@ try:
         assert f"{kernel}.sm_90a" in cubins, (kernel, elfs)
     for kernel in ("attention_fwd_sm80_bf16", "attention_fwd_sm80_fp16", "rope"):
         assert {f"{kernel}.sm_80", f"{kernel}.sm_90a"} <= cubins, (kernel, elfs)
-    for b in ("flux-tiny", "hunyuan-video-tiny"):
+    for b in ("flux-shapes", "hunyuan-video-tiny"):
         assert os.path.isfile(os.path.join(mnt, "opt/gratserve/bundles", b, "model.yaml")), b
     leftovers = [p for p in ("usr/bin/gcc", "usr/bin/g++", "usr/bin/cmake", "usr/bin/python3")
                  if os.path.lexists(os.path.join(mnt, p))]
@@ -152,10 +152,10 @@ try:
     h = run("buildah", "run", "--isolation", "chroot", "--network", "host", ctr, "--", *hc[1:])
     assert "SERVING" in h.stdout, h.stdout
     models = run(*ctl, "models").stdout
-    assert "flux-tiny" in models and "hunyuan-video-tiny" in models, models
+    assert "flux-shapes" in models and "hunyuan-video-tiny" in models, models
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out.png")
-        g = run(*ctl, "generate", "--prompt", "a lighthouse on a cliff", "--width", "256",
+        g = run(*ctl, "generate", "--prompt", "a red circle left of a blue square", "--width", "256",
                 "--height", "256", "--steps", "4", "--seed", "3", "--out", out, timeout=600)
         from PIL import Image
         im = Image.open(out)
@@ -174,7 +174,7 @@ try:
             ("h264", 128, 128, "9"), probe
         print(f"generated through the image: {mp4} (h264, 128x128, 9 frames)")
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
-    assert re.search(r'grat_requests_total\{[^}]*model="flux-tiny"', metrics), metrics[:2000]
+    assert re.search(r'grat_requests_total\{[^}]*model="flux-shapes"', metrics), metrics[:2000]
     # STOPSIGNAL: SIGTERM to the server process drains and exits 0 (what a container runtime
     # does to stop it; buildah run execs the command under itself).
     pid = server_pid(server.pid)

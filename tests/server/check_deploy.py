@@ -67,7 +67,7 @@ assert image_cfg["listen"].endswith(":50051") and image_cfg["metrics_listen"].en
 for m in cfg["models"]:
     assert m["bundle"].startswith(("/models/", "/opt/gratserve/bundles/")), m
 assert {m["bundle"] for m in image_cfg["models"]} == {
-    "/opt/gratserve/bundles/flux-tiny", "/opt/gratserve/bundles/hunyuan-video-tiny"}
+    "/opt/gratserve/bundles/flux-shapes", "/opt/gratserve/bundles/hunyuan-video-tiny"}
 stage = open(os.path.join(repo, "scripts", "container_stage.sh")).read()
 assert '"$stage/opt/gratserve/bundles/"' in stage and "deploy/container/config.yaml" in stage
 # Liveness must not follow the drain; readiness must.

@@ -134,8 +134,8 @@ TEST(ServerConfig, ExampleConfigParsesAndListsEveryKey) {
   const std::string path = std::string(GRAT_SOURCE_DIR) + "/deploy/config.example.yaml";
   const ServerConfig c = load_config_file(path);
   ASSERT_EQ(c.models.size(), 1u);
-  EXPECT_EQ(c.models[0].name, "flux-tiny");
-  EXPECT_THAT(c.models[0].bundle, HasSubstr("bundles/flux-tiny"));
+  EXPECT_EQ(c.models[0].name, "flux-shapes");
+  EXPECT_THAT(c.models[0].bundle, HasSubstr("bundles/flux-shapes"));
   // The example shows the engine's defaults.
   const engine::GraphCacheOptions& g = c.models[0].cuda_graphs;
   const engine::GraphCacheOptions defaults;
