@@ -16,6 +16,7 @@
 # (bench/results/train_flux_shapes_h200_fast_first*).
 #   git archive COMMIT >.src/src.tar   (optional; .src/ is git-excluded, carry it with .debs)
 #   bench/run_default_model.sh start COMMIT [train args...]
+#   bench/run_default_model.sh start COMMIT --init-from models/train/weights --config continue256 --minutes 18
 #   bench/run_default_model.sh start-train COMMIT [train args...]   (no server, no fidelity)
 #   bench/run_default_model.sh wait SECONDS
 set -euo pipefail

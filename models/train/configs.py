@@ -79,6 +79,14 @@ class TrainConfig:
     vae_scenes: int = 6000          # distinct scenes the autoencoder sees (rendered at 3 sizes)
     vae_max_minutes: float = 4.0    # the autoencoder phase stops here if the GPU is slower
     autoencoder_only: bool = False  # stop after the autoencoder and its checker ceiling
+    # encoder recovery (recover_encoder.py: a warm start from a checkpoint without an encoder;
+    # batch, crop, lr, KL weight and time budget are the autoencoder's)
+    recover_steps: int = 1000
+    recover_samples: int = 512      # transformer samples at vae_crop^2 for the cycle term
+                                    # (a quarter as many at 2x vae_crop)
+    recover_sample_steps: int = 10  # sampler steps (true CFG at the checkpoint's guidance)
+    recover_cycle: float = 1.0      # weight of the cycle term against the pixel loss
+    recover_check: int = 64         # held-out scenes and samples of the flow-matching check
     # transformer + text encoders
     steps: int = 9000
     lr: float = 4e-4
@@ -131,7 +139,8 @@ def smoke() -> TrainConfig:
         vae_steps=4, vae_batch=2, vae_crop=64, vae_scenes=8, steps=6, warmup=2,
         buckets=Buckets(((64, 64, 8, 4, 0.6), (128, 64, 4, 2, 0.4))),
         sample_captions=2, sample_steps=2, eval_captions=2, device="cpu", amp=False,
-        workers=1, log_every=1, ema=0.5, max_minutes=5.0)
+        workers=1, log_every=1, ema=0.5, max_minutes=5.0, recover_steps=4, recover_samples=4,
+        recover_sample_steps=2, recover_check=4)
 
 
 def mini() -> TrainConfig:
@@ -150,7 +159,7 @@ def mini() -> TrainConfig:
         vae_steps=400, vae_batch=8, vae_crop=128, vae_scenes=600, steps=1500, warmup=100,
         lr=1e-3, buckets=Buckets(((128, 128, 4000, 32, 1.0),)), sample_captions=8,
         sample_steps=16, eval_captions=16, device="cpu", amp=False, workers=2, log_every=50,
-        ema=0.99, max_minutes=30.0)
+        ema=0.99, max_minutes=30.0, recover_steps=400, recover_samples=64, recover_check=16)
 
 
 def fast() -> TrainConfig:
@@ -179,6 +188,12 @@ def fast256() -> TrainConfig:
                          (1024, 1024, 1200, 6, 0.05))))
 
 
+def continue256() -> TrainConfig:
+    """fast256 at half its learning rate (same warm-up) for a warm start (`--init-from`) from
+    its checkpoint: fresh AdamW, the weights and their EMA from the checkpoint."""
+    return dataclasses.replace(fast256(), lr=4e-4)
+
+
 def fast_layout() -> TrainConfig:
     """fast256 aimed at what its checkpoints had not learned (models/train/README.md: position
     words ignored, shape words weak): 3x the text encoders' learning rate, and training
@@ -188,4 +203,5 @@ def fast_layout() -> TrainConfig:
 
 
 PRESETS: Dict[str, object] = {"full": full, "mini": mini, "smoke": smoke, "fast": fast,
-                              "fast256": fast256, "fast_layout": fast_layout}
+                              "fast256": fast256, "fast_layout": fast_layout,
+                              "continue256": continue256}

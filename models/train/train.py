@@ -4,6 +4,10 @@ checkpoint (and optionally the bundle).
     python -m models.train.train                          # one H200, about 20 minutes
     python -m models.train.train --bundle bundles/flux-shapes
     python -m models.train.train --smoke --out /tmp/s     # every phase at toy sizes on CPU
+    python -m models.train.train --init-from models/train/weights --config continue256
+                                                          # a warm start (phases 1-2: the
+                                                          # checkpoint's; its encoder recovered
+                                                          # if it has none)
 
 Phases (seeds fixed; models/train/configs.py holds every number):
   1. tokenizers   the grammar's T5 unigram and CLIP BPE files (models/train/tokenizers.py)
@@ -36,10 +40,10 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from models.train import (checker, checkpoint, configs, data, flow, graphs, plots, sensitivity,
-                          world)
-from models.train.autoencoder import (encode_mean, latent_stats, reconstruction_psnr,
-                                      train_autoencoder)
+from models.train import (checker, checkpoint, configs, data, flow, graphs, plots,
+                          recover_encoder, sensitivity, world)
+from models.train.autoencoder import (AutoEncoder, encode_mean, latent_stats,
+                                      reconstruction_psnr, train_autoencoder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -121,19 +125,25 @@ def lr_at(cfg, step: int, time_fraction: float = 0.0) -> float:
                      * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
-def train_transformer(cfg, buckets, tok, device, log, t_start, probe=None):
+def train_transformer(cfg, buckets, tok, device, log, t_start, probe=None, init=None):
     """`probe(ema_models) -> {accuracy, sensitivity}`, when given, runs every
     cfg.probe_every_s seconds (at a log step): the checker's accuracy and the caption words'
-    sensitivity curves say whether more training time would pay."""
+    sensitivity curves say whether more training time would pay. `init` (a warm start's
+    "transformer", "t5" and "clip" modules) replaces the fresh modules; the EMA starts from
+    them too."""
     from models.clip import CLIPTextEncoder
     from models.flux import FluxTransformer
     from models.t5 import T5Encoder
 
     torch.manual_seed(cfg.seed + 2)
-    flux = FluxTransformer(cfg.flux).to(device)
-    zero_init_(flux)
-    t5 = T5Encoder(cfg.t5).to(device)
-    clip = CLIPTextEncoder(cfg.clip).to(device)
+    if init is None:
+        flux = FluxTransformer(cfg.flux).to(device)
+        zero_init_(flux)
+        t5 = T5Encoder(cfg.t5).to(device)
+        clip = CLIPTextEncoder(cfg.clip).to(device)
+    else:
+        flux, t5, clip = (init[r].to(device).train().requires_grad_(True)
+                          for r in ("transformer", "t5", "clip"))
     models = [flux, t5, clip]
     emas = [copy.deepcopy(m).eval().requires_grad_(False) for m in models]
     params = [p for m in models for p in m.parameters()]
@@ -197,6 +207,43 @@ def train_transformer(cfg, buckets, tok, device, log, t_start, probe=None):
     return emas, curve, per_bucket, stopped, dict(stepper.stats, probes=probes)
 
 
+# ----------------------------------------------------------------------------- phase 2
+
+def new_autoencoder(cfg, renderer, device, log):
+    """The autoencoder trained from nothing; returns (cfg with the latents' measured shift and
+    scale, the autoencoder, its loss curve)."""
+    t0 = time.time()
+    base = cfg.vae_crop
+    sizes = [base, 2 * base, 4 * base]
+    per = max(1, cfg.vae_scenes // len(sizes))
+    pools = [renderer.render(data.seeds("autoencoder", per, k), s, s)[0]
+             for k, s in enumerate(sizes)]
+    log(f"autoencoder data: {per} scenes at each of {sizes} ({time.time() - t0:.0f} s)")
+    ae, ae_curve = train_autoencoder(cfg, pools, device, log)
+    z = encode_mean(ae, pools[0][:256], device, amp=cfg.amp and device.startswith("cuda"))
+    shift, scale = latent_stats(z)
+    cfg = dataclasses.replace(cfg, vae=dataclasses.replace(
+        cfg.vae, shift_factor=shift, scaling_factor=scale))
+    ae.vae.shift_factor, ae.vae.scaling_factor = shift, scale
+    return cfg, ae, ae_curve
+
+
+def warm_autoencoder(cfg, init, init_from: str, guidance: float, renderer, tok, device, log):
+    """A warm start's autoencoder: the checkpoint's decoder (cfg.vae holds its shift and scale)
+    and its encoder, or for a checkpoint saved without one an encoder recovered against that
+    decoder and its transformer (recover_encoder.py). Returns (autoencoder, the recovery's
+    report or None)."""
+    encoder = checkpoint.load_encoder(init_from, cfg.vae)
+    if encoder is None:
+        log(f"{init_from} has no encoder: recovering one (models/train/recover_encoder.py)")
+        return recover_encoder.recover(cfg, init, guidance, renderer, tok, device, log)
+    ae = AutoEncoder(cfg.vae)
+    ae.encoder, ae.vae = encoder, init["vae_decoder"]
+    log(f"{init_from}: its encoder, decoder, shift {cfg.vae.shift_factor:.4f} and scale "
+        f"{cfg.vae.scaling_factor:.4f}")
+    return ae.to(device).eval(), None
+
+
 # ----------------------------------------------------------------------------- phase 5
 
 @torch.no_grad()
@@ -250,7 +297,10 @@ def evaluate(cfg, flux, t5, clip, vae, tok, device, count, size, log):
         [v.ok for v in verdicts]
 
 
-def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
+def run(cfg, out: str, results: str, bundle: str, log: Log, init_from: str = None) -> Dict:
+    """`init_from`: a warm start from that checkpoint folder (its transformer, text encoders,
+    tokenizer files and autoencoder instead of phases 1-2; checkpoint.Mismatch when its
+    tensors or configs do not fit cfg)."""
     t_start = time.time()
     device = cfg.device
     amp = cfg.amp and device.startswith("cuda")
@@ -264,34 +314,44 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
     os.makedirs(out, exist_ok=True)
     timings = {}
 
-    # 1. tokenizers
+    # 1. tokenizers (a warm start's are its checkpoint's: its embedding tables index them)
     t0 = time.time()
-    from models.train.tokenizers import write_grammar_tokenizers
+    init, warm = None, None
+    if init_from:
+        cfg, init, meta = checkpoint.load_for_config(init_from, cfg)
+        tok_dir = init_from
+        tok_files = {n: os.path.join(init_from, n) for n in checkpoint.TOKENIZER_FILES}
+        before = meta.get("training", {})
+        warm = {"checkpoint": os.path.abspath(init_from), "commit": before.get("commit"),
+                "config": before.get("config"), "steps_done": before.get("steps_done"),
+                "total_steps": before.get("total_steps", before.get("steps_done"))}
+        log(f"warm start from {init_from} ({warm['total_steps']} steps, commit "
+            f"{warm['commit']})")
+    else:
+        from models.train.tokenizers import write_grammar_tokenizers
 
-    tok_dir = os.path.join(out, "tokenizers")
-    tok_files = write_grammar_tokenizers(tok_dir)
+        tok_dir = os.path.join(out, "tokenizers")
+        tok_files = write_grammar_tokenizers(tok_dir)
     tok = data.PromptTokenizer(tok_dir, configs.T5_MAX_LENGTH, configs.CLIP_MAX_LENGTH)
     cfg = cfg.with_vocab(*tok.vocab())
     timings["tokenizers_s"] = time.time() - t0
     log(f"tokenizers: T5 {cfg.t5.vocab_size} ids, CLIP {cfg.clip.vocab_size} ids")
 
     with data.Renderer(cfg.workers) as renderer:
-        # 2. autoencoder
+        # 2. autoencoder (a warm start's: the checkpoint's, its encoder perhaps recovered)
         t0 = time.time()
         base = cfg.vae_crop
-        sizes = [base, 2 * base, 4 * base]
-        per = max(1, cfg.vae_scenes // len(sizes))
-        pools = [renderer.render(data.seeds("autoencoder", per, k), s, s)[0]
-                 for k, s in enumerate(sizes)]
-        log(f"autoencoder data: {per} scenes at each of {sizes} ({time.time() - t0:.0f} s)")
-        ae, ae_curve = train_autoencoder(cfg, pools, device, log)
+        recovery = None
+        if init is None:
+            cfg, ae, ae_curve = new_autoencoder(cfg, renderer, device, log)
+        else:
+            ae, recovery = warm_autoencoder(cfg, init, init_from, meta["serving"]["guidance"],
+                                            renderer, tok, device, log)
+            ae_curve = recovery["curve"] if recovery else []
+            warm["encoder"] = "recovered" if recovery else "loaded"
+        shift, scale = cfg.vae.shift_factor, cfg.vae.scaling_factor
         held = renderer.render(data.seeds("eval", 16, 7), base, base)[0]
         psnr = reconstruction_psnr(ae, held, device)
-        z = encode_mean(ae, pools[0][:256], device, amp=amp)
-        shift, scale = latent_stats(z)
-        cfg = dataclasses.replace(cfg, vae=dataclasses.replace(
-            cfg.vae, shift_factor=shift, scaling_factor=scale))
-        ae.vae.shift_factor, ae.vae.scaling_factor = shift, scale
         timings["autoencoder_s"] = time.time() - t0
         log(f"autoencoder: PSNR {psnr:.2f} dB on held-out scenes; latents shift {shift:.4f} "
             f"scale {scale:.4f}")
@@ -312,7 +372,6 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
                 json.dump(record, f, indent=1)
             log(f"wrote {stem}.json / _reconstructions.png")
             return record
-        del pools
 
         # 3. latents
         t0 = time.time()
@@ -333,7 +392,8 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
         return {"accuracy": acc, "sensitivity": word_sensitivity(models)}
 
     (flux, t5, clip), curve, per_bucket, stopped, stats = train_transformer(
-        cfg, buckets, tok, device, log, t_start, probe)
+        cfg, buckets, tok, device, log, t_start, probe, init)
+    del init
     graph_stats = {k: v for k, v in stats.items() if k != "probes"}
     timings["transformer_s"] = time.time() - t0
     del buckets
@@ -360,19 +420,26 @@ def run(cfg, out: str, results: str, bundle: str, log: Log) -> Dict:
     huge_marks = [checker.check(im, s.caption).ok for im, s in zip(samples_huge, few)]
     timings["outputs_s"] = time.time() - t0
 
+    steps_done = stopped if stopped is not None else cfg.steps
+    total_steps = steps_done + ((warm["total_steps"] or 0) if warm else 0)
     sizes = checkpoint.save(
-        out, {"transformer": flux, "t5": t5, "clip": clip, "vae_decoder": vae},
+        out, {"transformer": flux, "t5": t5, "clip": clip, "vae_decoder": vae,
+              checkpoint.ENCODER: ae.encoder},
         {"transformer": cfg.flux, "t5": cfg.t5, "clip": cfg.clip, "vae_decoder": cfg.vae},
         tok_files,
         {"t5_max_length": configs.T5_MAX_LENGTH, "steps": cfg.sample_steps,
          "guidance": cfg.guidance, "true_cfg": True},
         {"config": cfg.name, "seed": cfg.seed, "commit": _commit(),
-         "steps_done": stopped if stopped is not None else cfg.steps,
+         "steps_done": steps_done, "total_steps": total_steps, "init_from": warm,
          "final_loss": curve[-1]["loss"] if curve else None, "autoencoder_psnr_db": psnr,
          "checker_accuracy": ev})
     record = {
-        "what": "train the default model (flux-shapes) from scratch: python -m "
-                "models.train.train" + (" --smoke" if cfg.name.endswith("smoke") else ""),
+        "what": ("continue training the default model (flux-shapes) from a checkpoint: "
+                 "python -m models.train.train --init-from " + init_from) if warm else
+                ("train the default model (flux-shapes) from scratch: python -m "
+                 "models.train.train" + (" --smoke" if cfg.name.endswith("smoke") else "")),
+        "warm_start": dict(warm, recovery=recovery) if warm else None,
+        "steps_done": steps_done, "total_steps": total_steps,
         "commit": _commit(), "device": torch.cuda.get_device_name(0)
         if device.startswith("cuda") else platform.processor() or "cpu",
         "config": {k: (v if not dataclasses.is_dataclass(v) else dataclasses.asdict(v))
@@ -430,6 +497,10 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="transformer steps (override)")
     ap.add_argument("--no-graphs", action="store_true",
                     help="run every transformer step eagerly (no CUDA graphs)")
+    ap.add_argument("--init-from", default=None, metavar="CKPT_DIR",
+                    help="warm start: the transformer, text encoders, tokenizer files and "
+                         "autoencoder of this checkpoint (an encoder recovered if it has none); "
+                         "the config's module sizes must be the checkpoint's")
     ap.add_argument("--autoencoder-only", action="store_true",
                     help="stop after the autoencoder phase and its checker ceiling")
     ap.add_argument("--minutes", type=float, default=None,
@@ -449,7 +520,11 @@ def main(argv=None) -> int:
     results = a.results or (os.path.join(ROOT, "bench", "results") if cfg.name == "flux-shapes"
                             else a.out)
     os.makedirs(a.out, exist_ok=True)
-    run(cfg, a.out, results, a.bundle, Log(os.path.join(a.out, "train.log")))
+    try:
+        run(cfg, a.out, results, a.bundle, Log(os.path.join(a.out, "train.log")), a.init_from)
+    except checkpoint.Mismatch as e:
+        raise SystemExit(f"train: --init-from does not fit --config "
+                         f"{'smoke' if a.smoke else a.config or 'fast256'}: {e}")
     return 0
 
 
