@@ -5,7 +5,7 @@ set of the synthetic world's captions x seeds with each attention mode, scores e
 the scene checker (models/train/checker.py) and compares each mode's image with the
 full-attention image of the same caption, seed and size (PSNR, SSIM).
 
-    python3 bench/fidelity_bench.py --bundle bundles/flux-tiny --device cuda:0 \
+    python3 bench/fidelity_bench.py --bundle bundles/flux-shapes --device cuda:0 \
         --sizes 512,1024 --captions 200 --modes full,B,X,first4 --out bench/results/F.json
 
 Modes: full, B, X, auto, and firstK (GRAT-B with full attention for the first K steps).
@@ -226,7 +226,7 @@ def figure(path: str, rows, modes, side: int = 256):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", default=os.path.join(REPO, "bundles", "flux-tiny"))
+    ap.add_argument("--bundle", default=os.path.join(REPO, "bundles", "flux-shapes"))
     ap.add_argument("--server-bin", default=os.path.join(REPO, "build", "server", "grat_server"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sizes", default="256")

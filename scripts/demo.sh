@@ -32,7 +32,7 @@ done
 "${ctl[@]}" generate --prompt "$prompt" --width 256 --height 256 --seed 7 --attention auto --out "$out"
 echo "demo image: $out (server log: $log)"
 # The checker's verdict (exit 1: the image fails its caption; 2: a prompt outside the grammar).
-PYTHONPATH="$root" python3 -m models.train.checker "$out" "$prompt" || true
+PYTHONPATH="$root" "${PYTHON:-python3}" -m models.train.checker "$out" "$prompt" || true
 # The tiny video model (random weights): 9 frames of 256x256 at 8 fps, H.264 in MP4.
 "${ctl[@]}" generate --model hunyuan-video-tiny --prompt "$prompt" --width 256 --height 256 \
   --frames 9 --fps 8 --seed 7 --out "$video_out"

@@ -74,4 +74,4 @@ add_test(NAME server_e2e_fuzz_asan
           ${CMAKE_CURRENT_SOURCE_DIR}/server/e2e/test_fuzz.py
           ${CMAKE_CURRENT_SOURCE_DIR}/server/e2e/test_video.py)
 set_tests_properties(server_e2e_fuzz_asan PROPERTIES LABELS "cpu" TIMEOUT 900
-  ENVIRONMENT "GRAT_SERVER_BIN=$<TARGET_FILE:grat_server_asan>;GRATCTL_BIN=$<TARGET_FILE:gratctl>;GRAT_TINY_BUNDLE=${GRAT_TINY_BUNDLE};GRAT_TINY_VIDEO_BUNDLE=${GRAT_TINY_VIDEO_BUNDLE};GRAT_REPO=${CMAKE_SOURCE_DIR};GRAT_E2E_TMP=${CMAKE_CURRENT_BINARY_DIR}/e2e_asan_tmp;ASAN_OPTIONS=detect_leaks=0:detect_container_overflow=0:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1")
+  ENVIRONMENT "GRAT_SERVER_BIN=$<TARGET_FILE:grat_server_asan>;GRATCTL_BIN=$<TARGET_FILE:gratctl>;GRAT_TINY_BUNDLE=${GRAT_TINY_BUNDLE};GRAT_SHAPES_BUNDLE=${GRAT_SHAPES_BUNDLE};GRAT_TINY_VIDEO_BUNDLE=${GRAT_TINY_VIDEO_BUNDLE};GRAT_REPO=${CMAKE_SOURCE_DIR};GRAT_E2E_TMP=${CMAKE_CURRENT_BINARY_DIR}/e2e_asan_tmp;ASAN_OPTIONS=detect_leaks=0:detect_container_overflow=0:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1")

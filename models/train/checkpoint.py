@@ -9,8 +9,9 @@
     <dir>/vae_decoder.safetensors  VAEDecoder
     <dir>/vae_encoder.safetensors  the autoencoder's encoder (models/train/autoencoder.py):
                                    training only (a warm start encodes its latents with it),
-                                   never exported, outside the budget; older checkpoints
-                                   (models/train/weights) have none (recover_encoder.py)
+                                   never exported, outside the budget; a checkpoint saved
+                                   without one gets one from recover_encoder.py (as
+                                   models/train/weights did)
     <dir>/spiece.model, vocab.json, merges.txt   the grammar's tokenizer files
 
     python -m models.export --preset flux-shapes --checkpoint <dir> --out bundles/flux-shapes

@@ -180,7 +180,7 @@ def fast256() -> TrainConfig:
     """fast with twice its learning rate and more of the steps at 256^2 (where CI checks the
     model) and 512^2 (where the GPU benchmark does), less at 1024^2; probes every 60 s. The
     shipped weights (models/train/weights): this recipe for 18 minutes on one H200 (the
-    transformer's 14.5 of them: 30,343 steps), the default of `python -m models.train.train`."""
+    transformer's 14.7 of them: 30,343 steps), the default of `python -m models.train.train`."""
     return dataclasses.replace(
         fast(), lr=8e-4, probe_every_s=60.0, max_minutes=18.0,
         buckets=Buckets(((256, 256, 24000, 96, 0.55), (512, 256, 6000, 48, 0.08),

@@ -4,10 +4,9 @@ checkpoint (and optionally the bundle).
     python -m models.train.train                          # one H200, about 20 minutes
     python -m models.train.train --bundle bundles/flux-shapes
     python -m models.train.train --smoke --out /tmp/s     # every phase at toy sizes on CPU
-    python -m models.train.train --init-from models/train/weights --config continue256
-                                                          # a warm start (phases 1-2: the
-                                                          # checkpoint's; its encoder recovered
-                                                          # if it has none)
+    python -m models.train.train --init-from models/train/weights --config continue256 \
+        --out /tmp/cont     # a warm start (phases 1-2: the checkpoint's; its encoder
+                            # recovered if it has none)
 
 Phases (seeds fixed; models/train/configs.py holds every number):
   1. tokenizers   the grammar's T5 unigram and CLIP BPE files (models/train/tokenizers.py)
@@ -175,7 +174,9 @@ def train_transformer(cfg, buckets, tok, device, log, t_start, probe=None, init=
         graphs.set_lr(opt, lr)
         bi = int(rng.choice(len(buckets), p=weights))
         loss, gnorm = stepper.step(bi)
-        d = min(cfg.ema, (1 + step) / (10 + step))
+        # From scratch the EMA warms up; a warm start's loaded weights are already an average
+        # (the checkpoint's EMA), which the warm-up would discard within ~50 steps.
+        d = cfg.ema if init is not None else min(cfg.ema, (1 + step) / (10 + step))
         for e, m in zip(emas, models):
             flow.ema_update(e, m, d)
         running.append((step, bi, loss))

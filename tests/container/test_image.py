@@ -155,8 +155,8 @@ try:
     assert "flux-shapes" in models and "hunyuan-video-tiny" in models, models
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out.png")
-        g = run(*ctl, "generate", "--prompt", "a red circle left of a blue square", "--width", "256",
-                "--height", "256", "--steps", "4", "--seed", "3", "--out", out, timeout=600)
+        g = run(*ctl, "generate", "--prompt", "a red circle left of a blue square", "--width",
+                "256", "--height", "256", "--steps", "4", "--seed", "3", "--out", out, timeout=600)
         from PIL import Image
         im = Image.open(out)
         assert im.format == "PNG" and im.size == (256, 256), (im.format, im.size)
