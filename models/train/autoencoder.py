@@ -96,6 +96,17 @@ def random_crops(imgs: np.ndarray, crop: int, n: int, rng: np.random.Generator) 
     return out
 
 
+def scene_pools(cfg, renderer) -> Tuple[List[int], int, List[np.ndarray]]:
+    """The autoencoder's scenes: (sizes vae_crop x 1, 2, 4, scenes per size, a uint8 pool of
+    scenes rendered at each size)."""
+    from models.train.data import seeds
+
+    sizes = [cfg.vae_crop, 2 * cfg.vae_crop, 4 * cfg.vae_crop]
+    per = max(1, cfg.vae_scenes // len(sizes))
+    return sizes, per, [renderer.render(seeds("autoencoder", per, k), s, s)[0]
+                        for k, s in enumerate(sizes)]
+
+
 def train_autoencoder(cfg, pools: List[np.ndarray], device: str,
                       log: Callable[[str], None]) -> Tuple[AutoEncoder, List[Dict]]:
     """Train on random crops of the image pools (uint8 arrays of scenes at several
@@ -137,16 +148,17 @@ def train_autoencoder(cfg, pools: List[np.ndarray], device: str,
 
 
 @torch.no_grad()
-def encode_mean(model: AutoEncoder, imgs: np.ndarray, device: str, batch: int = 32,
+def encode_mean(encoder: nn.Module, imgs: np.ndarray, device: str, batch: int = 32,
                 amp: bool = False) -> torch.Tensor:
-    """Raw latent means [N, C, H/8, W/8] (float32, on `device`) of uint8 images."""
+    """Raw latent means [N, C, H/8, W/8] (float32, on `device`) of uint8 images, by an
+    autoencoder's `encoder` (AutoEncoder.encode's mean: the first half of its channels)."""
     from models.train.data import to_unit
 
     out = []
     for i in range(0, len(imgs), batch):
         x = to_unit(imgs[i:i + batch]).to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            out.append(model.encode(x)[0].float())
+            out.append(encoder(x).chunk(2, dim=1)[0].float())
     return torch.cat(out)
 
 

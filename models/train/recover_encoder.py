@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from models.train import checkpoint, configs, data, flow, world
-from models.train.autoencoder import (AutoEncoder, autoencoder_loss, random_crops,
-                                      reconstruction_psnr)
+from models.train.autoencoder import (AutoEncoder, autoencoder_loss, encode_mean,
+                                      random_crops, reconstruction_psnr, scene_pools)
 
 CHECK_SIGMAS = 8   # sigma quantiles of the flow-matching check
 
@@ -74,20 +74,11 @@ def sample(flux, t5, clip, vae, tok, scene_seeds: Sequence[int], size: int, step
     return torch.cat(capture.latents), np.concatenate(imgs), caps
 
 
-@torch.no_grad()
-def encode(encoder: torch.nn.Module, imgs, shift: float, scale: float, device: str,
-           amp: bool = False, batch: int = 32) -> torch.Tensor:
+def encode(encoder: torch.nn.Module, imgs: np.ndarray, shift: float, scale: float,
+           device: str, amp: bool = False, batch: int = 32) -> torch.Tensor:
     """Normalised latents (mean - shift) * scale [N, C, H/8, W/8] (float32, on the device) of
-    uint8 images [N, H, W, 3] (numpy or a tensor)."""
-    out = []
-    for i in range(0, len(imgs), batch):
-        part = imgs[i:i + batch]
-        part = torch.from_numpy(part) if isinstance(part, np.ndarray) else part
-        x = part.to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            mean = encoder(x).chunk(2, dim=1)[0].float()
-        out.append((mean - shift) * scale)
-    return torch.cat(out)
+    uint8 images [N, H, W, 3]."""
+    return (encode_mean(encoder, imgs, device, batch, amp) - shift) * scale
 
 
 @torch.no_grad()
@@ -142,10 +133,7 @@ def recover(cfg, modules: Dict[str, torch.nn.Module], guidance: float, renderer,
     ae.to(device)
 
     base = cfg.vae_crop
-    sizes = [base, 2 * base, 4 * base]
-    per = max(1, cfg.vae_scenes // len(sizes))
-    pools = [renderer.render(data.seeds("autoencoder", per, k), s, s)[0]
-             for k, s in enumerate(sizes)]
+    sizes, per, pools = scene_pools(cfg, renderer)
     cycle_sets = []
     for k, (size, n) in enumerate(((base, cfg.recover_samples),
                                    (2 * base, max(1, cfg.recover_samples // 4)))):

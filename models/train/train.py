@@ -42,7 +42,7 @@ import torch
 from models.train import (checker, checkpoint, configs, data, flow, graphs, plots,
                           recover_encoder, sensitivity, world)
 from models.train.autoencoder import (AutoEncoder, encode_mean, latent_stats,
-                                      reconstruction_psnr, train_autoencoder)
+                                      reconstruction_psnr, scene_pools, train_autoencoder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -86,7 +86,7 @@ def prepare_latents(cfg, ae, renderer, tok, shift, scale, device, log) -> List[D
         all_seeds = data.seeds("train", n, i)
         for s in range(0, n, chunk):
             imgs, c = renderer.render(all_seeds[s:s + chunk], w, h)
-            z = encode_mean(ae, imgs, device, batch=max(1, 2 ** 22 // (w * h)), amp=amp)
+            z = encode_mean(ae.encoder, imgs, device, batch=max(1, 2 ** 22 // (w * h)), amp=amp)
             lat.append(flow.pack((z - shift) * scale).to(store))
             caps.extend(c)
         x = torch.cat(lat)
@@ -214,14 +214,10 @@ def new_autoencoder(cfg, renderer, device, log):
     """The autoencoder trained from nothing; returns (cfg with the latents' measured shift and
     scale, the autoencoder, its loss curve)."""
     t0 = time.time()
-    base = cfg.vae_crop
-    sizes = [base, 2 * base, 4 * base]
-    per = max(1, cfg.vae_scenes // len(sizes))
-    pools = [renderer.render(data.seeds("autoencoder", per, k), s, s)[0]
-             for k, s in enumerate(sizes)]
+    sizes, per, pools = scene_pools(cfg, renderer)
     log(f"autoencoder data: {per} scenes at each of {sizes} ({time.time() - t0:.0f} s)")
     ae, ae_curve = train_autoencoder(cfg, pools, device, log)
-    z = encode_mean(ae, pools[0][:256], device, amp=cfg.amp and device.startswith("cuda"))
+    z = encode_mean(ae.encoder, pools[0][:256], device, amp=cfg.amp and device.startswith("cuda"))
     shift, scale = latent_stats(z)
     cfg = dataclasses.replace(cfg, vae=dataclasses.replace(
         cfg.vae, shift_factor=shift, scaling_factor=scale))

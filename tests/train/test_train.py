@@ -206,7 +206,7 @@ def test_overfit_two_scenes_and_sample_them_back(tmp_path):
                               vae_lr=2e-3, steps=150, warmup=10, lr=2e-3, ema=0.9,
                               caption_dropout=0.0, log_every=1000).with_vocab(*tok.vocab())
     ae, _ = train_autoencoder(cfg, [imgs], "cpu", lambda m: None)
-    z = encode_mean(ae, imgs, "cpu")
+    z = encode_mean(ae.encoder, imgs, "cpu")
     shift, scale = latent_stats(z)
     ae.vae.shift_factor, ae.vae.scaling_factor = shift, scale
     ids5, idsc = tok.batch(caps)
