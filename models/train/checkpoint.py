@@ -163,13 +163,13 @@ def load_for_config(ckpt_dir: str, cfg):
     from models.train.data import PromptTokenizer
 
     meta = read_meta(ckpt_dir)
-    theirs = dict(zip(("transformer", "t5", "clip", "vae_decoder"), configs_from_json(meta)))
+    theirs = dict(zip(ROLES, configs_from_json(meta)))
     tok = PromptTokenizer(ckpt_dir, T5_MAX_LENGTH, CLIP_MAX_LENGTH)   # its files, its vocab
     cfg = cfg.with_vocab(*tok.vocab())
     cfg = dataclasses.replace(cfg, vae=dataclasses.replace(
         cfg.vae, shift_factor=theirs["vae_decoder"].shift_factor,
         scaling_factor=theirs["vae_decoder"].scaling_factor))
-    ours = {"transformer": cfg.flux, "t5": cfg.t5, "clip": cfg.clip, "vae_decoder": cfg.vae}
+    ours = dict(zip(ROLES, (cfg.flux, cfg.t5, cfg.clip, cfg.vae)))
     modules = _build(*ours.values())
     for role, module in modules.items():
         load_strict(module, os.path.join(ckpt_dir, f"{role}.safetensors"))
